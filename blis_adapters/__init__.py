@@ -1,0 +1,1 @@
+"""Adapters that expose blis to external research frameworks (populated by a later issue)."""

@@ -1,0 +1,32 @@
+"""Event kinds and their fixed priorities.
+
+All events of a run live in one heap of tuples ``(time, lane, priority, seq, kind, payload)``.
+``lane`` is -1 for cluster events and the instance index for instance events, so one tuple
+comparison reproduces upstream's total order: earliest time first, cluster events before
+instance events at the same time, the lowest instance index among instances, then each queue's
+own (priority, sequence) order. ``seq`` counters are per lane, as upstream's are per queue.
+"""
+
+CLUSTER_LANE = -1
+
+# Cluster events (lane -1): kind == priority.
+CLUSTER_ARRIVAL = 0
+ADMISSION = 1
+ROUTING = 2
+
+# Instance events. Upstream also queues Scheduled (3) and RequestLeft (4) events that only move
+# the instance clock; the instance records their times instead of queueing them.
+ARRIVAL = 10
+QUEUED = 11
+STEP = 12
+TIMEOUT = 15
+
+PRIORITY = {
+    CLUSTER_ARRIVAL: 0,
+    ADMISSION: 1,
+    ROUTING: 2,
+    ARRIVAL: 0,
+    QUEUED: 1,
+    STEP: 2,
+    TIMEOUT: 5,
+}

@@ -1,0 +1,62 @@
+"""Hook specifications of the ``blis`` plugin system.
+
+Every hook is a *discovery* hook: it takes no arguments and returns a list of classes. Each class
+carries a ``name`` (the string a user writes on the command line or in a PolicyBundle) and a
+docstring whose first line is its one-line summary. The engine instantiates the selected class
+once per run and then calls the object directly; no hook is ever called on the per-request path.
+
+A plugin distribution exposes a module through the ``blis`` entry-point group::
+
+    [project.entry-points.blis]
+    my_policies = "my_package.plugin"
+
+and implements any of these hooks in that module with ``@blis_core.hookimpl``.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("blis")
+hookimpl = pluggy.HookimplMarker("blis")
+
+
+@hookspec
+def blis_admission_policies() -> list[type]:
+    """Return admission policy classes (protocol ``blis_core.protocols.AdmissionPolicy``).
+
+    An admission policy decides, at the admission event, whether a request enters the cluster.
+    """
+
+
+@hookspec
+def blis_routing_policies() -> list[type]:
+    """Return routing policy classes (protocol ``blis_core.protocols.RoutingPolicy``).
+
+    A routing policy picks the instance an admitted request is sent to, from read-only snapshots.
+    """
+
+
+@hookspec
+def blis_priority_policies() -> list[type]:
+    """Return priority policy classes (protocol ``blis_core.protocols.PriorityPolicy``).
+
+    A priority policy assigns each waiting request a float priority at every step.
+    """
+
+
+@hookspec
+def blis_schedulers() -> list[type]:
+    """Return instance scheduler classes (protocol ``blis_core.protocols.Scheduler``).
+
+    A scheduler reorders an instance's wait queue before every batch formation.
+    """
+
+
+@hookspec
+def blis_workload_generators() -> list[type]:
+    """Return workload generator classes (protocol ``blis_core.protocols.WorkloadGenerator``).
+
+    A workload generator turns the run's workload options (``--workload NAME`` with its rate,
+    request count and length flags) into a workload specification.
+    """

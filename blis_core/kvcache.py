@@ -1,0 +1,356 @@
+"""KV-cache block store with prefix caching, and the GPU+CPU tiered variant.
+
+Hit/miss behaviour follows upstream BLIS exactly (free-list order, pre-check arithmetic, lazy
+hash deletion, reverse-order release). Hash *values* never leave this module, so instead of
+SHA-256 over stringified token ids a block's key is Python's tuple hash of (parent key, token
+ids). Ints and tuples hash deterministically in CPython (no hash seed), and a 64-bit collision
+within one run is vanishingly unlikely (about 1e-7 for ten million distinct blocks).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from math import ceil
+
+ROOT_KEY = 0          # the parent key of a request's first block ("" upstream)
+_NIL = -1             # free-list link terminator
+
+
+def block_tokens(req, origin: int, count: int) -> tuple:
+    """Token ids at positions [origin, origin+count) of the request's input ++ output sequence."""
+    n_in = req.num_input
+    end = origin + count
+    if end <= n_in:
+        return tuple(req.input_tokens[origin:end].tolist())
+    if origin >= n_in:
+        return tuple(req.output_tokens[origin - n_in:end - n_in].tolist())
+    return tuple(req.input_tokens[origin:].tolist()) + tuple(req.output_tokens[:end - n_in].tolist())
+
+
+def prompt_hash_chain(req, block_size: int) -> list:
+    """Keys of the request's full prompt blocks, each chained on its predecessor (cached)."""
+    chain = req.hash_chain
+    if chain is None:
+        tokens = req.input_tokens.tolist()
+        chain = []
+        key = ROOT_KEY
+        for start in range(0, len(tokens) - block_size + 1, block_size):
+            key = hash((key, tuple(tokens[start:start + block_size])))
+            chain.append(key)
+        req.hash_chain = chain
+    return chain
+
+
+class KVCache:
+    """Single-tier block store (upstream ``KVCacheState``).
+
+    Blocks are parallel lists indexed by block id: reference count, number of tokens held, the
+    absolute sequence position of the block's first token, and its prefix-cache key (None when
+    not cacheable). Cached but unreferenced blocks stay on the free list and count as free.
+    """
+
+    def __init__(self, total_blocks: int, block_size: int) -> None:
+        self.total_blocks = total_blocks
+        self.block_size = block_size
+        self.refcount = [0] * total_blocks
+        self.fill = [0] * total_blocks
+        self.origin = [0] * total_blocks
+        self.key = [None] * total_blocks
+        # Doubly linked free list in block-id order; LRU by release time.
+        self.next = list(range(1, total_blocks)) + [_NIL]
+        self.prev = [_NIL] + list(range(total_blocks - 1))
+        self.head = 0 if total_blocks else _NIL
+        self.tail = total_blocks - 1 if total_blocks else _NIL
+        self.free_count = total_blocks
+        self.key_to_block: dict = {}
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.pending_transfer_latency = 0
+
+    # -- free list -------------------------------------------------------------------------
+    def _append_free(self, b: int) -> None:
+        tail = self.tail
+        self.prev[b] = tail
+        self.next[b] = _NIL
+        if tail == _NIL:
+            self.head = b
+        else:
+            self.next[tail] = b
+        self.tail = b
+        self.free_count += 1
+
+    def _remove_free(self, b: int) -> None:
+        p = self.prev[b]
+        n = self.next[b]
+        if p == _NIL:
+            self.head = n
+        else:
+            self.next[p] = n
+        if n == _NIL:
+            self.tail = p
+        else:
+            self.prev[n] = p
+        self.free_count -= 1
+
+    def _pop_free(self) -> int:
+        """Take the least recently released block and forget its old prefix-cache key.
+
+        Upstream deletes the old key from the map unconditionally, even when the key now points
+        at another block; copying that keeps hit/miss behaviour identical.
+        """
+        b = self.head
+        self._remove_free(b)
+        old = self.key[b]
+        if old is not None:
+            self.key_to_block.pop(old, None)
+            self.key[b] = None
+        return b
+
+    # -- queries ---------------------------------------------------------------------------
+    def used_blocks(self) -> int:
+        return self.total_blocks - self.free_count
+
+    def cached_blocks(self, req) -> list[int]:
+        """Block ids of the longest cached full-block prefix of the request's prompt."""
+        found = []
+        lookup = self.key_to_block.get
+        for key in prompt_hash_chain(req, self.block_size):
+            b = lookup(key)
+            if b is None:
+                break
+            found.append(b)
+        return found
+
+    def cache_hit_rate(self) -> float:
+        total = self.cache_hits + self.cache_misses
+        return self.cache_hits / total if total > 0 else 0.0
+
+    def thrashing_rate(self) -> float:
+        return 0.0
+
+    def consume_pending_transfer_latency(self) -> int:
+        latency = self.pending_transfer_latency
+        self.pending_transfer_latency = 0
+        return latency
+
+    def mirror(self, batch) -> None:
+        """Single tier: nothing to mirror."""
+
+    # -- allocation ------------------------------------------------------------------------
+    def claim(self, req, blocks) -> None:
+        """Take a reference on cached blocks and append them to the request's block list."""
+        if not blocks:
+            return
+        refcount = self.refcount
+        own = req.blocks
+        if own is None:
+            own = req.blocks = []
+        for b in blocks:
+            if refcount[b] == 0:
+                self._remove_free(b)
+            refcount[b] += 1
+            self.cache_hits += 1
+            own.append(b)
+
+    def _register_full(self, req, b: int, position: int) -> None:
+        """Give a block that just became full its prefix-cache key (chained on its predecessor)."""
+        own = req.blocks
+        parent = self.key[own[position - 1]] if position > 0 else None
+        if parent is None:
+            parent = ROOT_KEY
+        k = hash((parent, block_tokens(req, self.origin[b], self.block_size)))
+        self.key[b] = k
+        self.key_to_block[k] = b
+
+    def allocate(self, req, start: int, end: int, cached=None) -> bool:
+        """Reserve KV space for positions [start, end) of the request (upstream AllocateKVBlocks).
+
+        Check-then-act: a False return never mutates state.
+        """
+        bs = self.block_size
+        own = req.blocks
+        n_in = req.num_input
+        prefill = req.progress < n_in
+        if prefill:
+            count = end - start
+            if count < 0:
+                count = 0
+            eff = count
+            if own:
+                spare = bs - self.fill[own[-1]]
+                if 0 < spare < bs:
+                    eff -= min(spare, eff)
+            need = -(-eff // bs) if eff > 0 else 0
+            from_free = 0
+            if cached:
+                refcount = self.refcount
+                for b in cached:
+                    if refcount[b] == 0:
+                        from_free += 1
+            if need + from_free > self.free_count:
+                return False
+        else:
+            count = 1
+            if own:
+                if self.fill[own[-1]] == bs and self.free_count == 0:
+                    return False
+            elif self.free_count == 0:
+                return False
+            start = req.progress if start is None else start
+
+        fill = self.fill
+        p = 0
+        while p < count:
+            own = req.blocks
+            if own:
+                latest = own[-1]
+                latest_fill = fill[latest]
+            else:
+                if cached:
+                    self.claim(req, cached)
+                    own = req.blocks
+                    latest = own[-1]
+                    latest_fill = fill[latest]
+                else:
+                    latest = _NIL
+                    latest_fill = 0
+            if 0 < latest_fill < bs:
+                take = min(bs - latest_fill, count - p)
+                fill[latest] = latest_fill + take
+                p += take
+                if latest_fill + take == bs:
+                    self._register_full(req, latest, len(own) - 1)
+            else:
+                remaining = count - p
+                if remaining <= 0:
+                    break
+                k = -(-remaining // bs)
+                parent = self.key[own[-1]] if own else None
+                if parent is None:
+                    parent = ROOT_KEY
+                chain = req.hash_chain if prefill else None
+                if own is None:
+                    own = req.blocks = []
+                for _ in range(k):
+                    b = self._pop_free()
+                    origin = start + p
+                    take = min(bs, count - p)
+                    fill[b] = take
+                    self.origin[b] = origin
+                    self.refcount[b] = 1
+                    self.cache_misses += 1
+                    if take == bs and prefill:
+                        idx = origin // bs
+                        if (chain is not None and origin % bs == 0 and idx < len(chain)
+                                and (idx == 0 and parent == ROOT_KEY
+                                     or idx > 0 and parent == chain[idx - 1])):
+                            key = chain[idx]
+                        else:
+                            key = hash((parent, block_tokens(req, origin, bs)))
+                        self.key[b] = key
+                        self.key_to_block[key] = b
+                        parent = key
+                    own.append(b)
+                    p += take
+        return True
+
+    def release(self, req) -> None:
+        """Drop the request's references, last block first, so its prefix is evicted last."""
+        own = req.blocks
+        if own is None:
+            return
+        req.blocks = None
+        refcount = self.refcount
+        for b in reversed(own):
+            refcount[b] -= 1
+            if refcount[b] == 0:
+                self._append_free(b)
+
+
+class TieredKVCache(KVCache):
+    """GPU block store plus a CPU tier: an LRU of prefix-cache keys that running blocks are
+    mirrored into every step, and from which a prompt prefix is reloaded when a GPU allocation
+    fails."""
+
+    def __init__(self, total_blocks: int, block_size: int, cpu_blocks: int,
+                 bandwidth: float, base_latency: int) -> None:
+        super().__init__(total_blocks, block_size)
+        if not bandwidth > 0:
+            raise ValueError("kv transfer bandwidth must be > 0 when the CPU tier is enabled")
+        self.cpu_capacity = cpu_blocks
+        self.cpu: OrderedDict = OrderedDict()
+        self.reload_cost = base_latency + ceil(block_size / bandwidth)
+        self.cpu_evictions = 0
+        self.mirror_count = 0
+        self.cpu_misses = 0
+
+    def cache_hit_rate(self) -> float:
+        total = self.cache_hits + self.cache_misses + self.cpu_misses
+        return self.cache_hits / total if total > 0 else 0.0
+
+    def thrashing_rate(self) -> float:
+        return self.cpu_evictions / self.mirror_count if self.mirror_count > 0 else 0.0
+
+    def mirror(self, batch) -> None:
+        cpu = self.cpu
+        key = self.key
+        fill = self.fill
+        bs = self.block_size
+        capacity = self.cpu_capacity
+        touch = cpu.move_to_end
+        for req in batch:
+            own = req.blocks
+            if not own:
+                continue
+            for b in own:
+                k = key[b]
+                if k is None or fill[b] != bs:
+                    continue
+                if k in cpu:
+                    touch(k)
+                else:
+                    if len(cpu) >= capacity:
+                        cpu.popitem(last=False)
+                        self.cpu_evictions += 1
+                    cpu[k] = True
+                    self.mirror_count += 1
+
+    def _reload_prefix(self, req) -> bool:
+        max_reloads = self.free_count
+        reloaded = 0
+        cpu = self.cpu
+        for k in prompt_hash_chain(req, self.block_size):
+            if k in self.key_to_block:
+                continue
+            if k not in cpu or reloaded >= max_reloads:
+                break
+            b = self._pop_free()
+            self.key[b] = k
+            self.fill[b] = self.block_size
+            self.refcount[b] = 0
+            self.key_to_block[k] = b
+            self._append_free(b)
+            self.pending_transfer_latency += self.reload_cost
+            cpu.move_to_end(k)
+            reloaded += 1
+        return reloaded > 0
+
+    def allocate(self, req, start: int, end: int, cached=None) -> bool:
+        if KVCache.allocate(self, req, start, end, cached):
+            return True
+        if not self._reload_prefix(req):
+            self.cpu_misses += 1
+            return False
+        bs = self.block_size
+        new_cached = self.cached_blocks(req)
+        new_start = len(new_cached) * bs
+        if new_start > start:
+            has_entry = bool(req.blocks)
+            first = -(-start // bs) if has_entry else 0
+            if new_start >= end:
+                end_block = min(-(-end // bs), len(new_cached))
+                self.claim(req, new_cached[first:end_block])
+                return True
+            self.claim(req, new_cached[first:new_start // bs])
+            return KVCache.allocate(self, req, new_start, end, new_cached)
+        return KVCache.allocate(self, req, start, end, cached)

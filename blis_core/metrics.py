@@ -1,0 +1,366 @@
+"""Run metrics: per-instance and cluster summaries, per-request records, stdout sections.
+
+Statistics follow upstream exactly (engine.md section 6): means are sequential sums over values
+sorted ascending, percentiles interpolate linearly between ranks, and everything is reported in
+milliseconds from integer microsecond ticks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable
+
+from blis_core.gomath import format_go_float
+
+_EXACT_INT_SUM = 2**53
+
+
+def sequential_mean(sorted_values) -> float:
+    """Upstream's mean: ``sum += float(x)`` in ascending order, divided by the count.
+
+    For integer values whose total stays below 2**53 every partial sum is exact, so the float
+    result equals the integer sum; only beyond that do we add one by one.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        return 0.0
+    total = sum(sorted_values)
+    if isinstance(total, int) and abs(total) < _EXACT_INT_SUM:
+        return float(total) / n
+    acc = 0.0
+    for x in sorted_values:
+        acc += float(x)
+    return acc / n
+
+
+def percentile(sorted_values, p: float, scale: float = 1000.0) -> float:
+    """Linear interpolation between the two ranks around ``p/100*(n-1)``, divided by ``scale``."""
+    n = len(sorted_values)
+    if n == 0:
+        return 0.0
+    rank = p / 100.0 * float(n - 1)
+    lo = math.floor(rank)
+    hi = math.ceil(rank)
+    if lo == hi:
+        return sorted_values[lo] / scale
+    low = sorted_values[lo]
+    return float(low) / scale + float(sorted_values[hi] - low) * (rank - float(lo)) / scale
+
+
+class CountedValues:
+    """A sorted multiset kept as (value, count) pairs: the ITL distribution of a whole run has
+    millions of entries but only thousands of distinct step durations."""
+
+    def __init__(self, counts: Counter) -> None:
+        self.values = sorted(counts)
+        self.cumulative = []
+        running = 0
+        for v in self.values:
+            running += counts[v]
+            self.cumulative.append(running)
+        self.n = running
+        self.total = sum(v * counts[v] for v in self.values)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rank: int):
+        from bisect import bisect_right
+        return self.values[bisect_right(self.cumulative, rank)]
+
+    def mean(self) -> float:
+        if self.n == 0:
+            return 0.0
+        if abs(self.total) < _EXACT_INT_SUM:
+            return float(self.total) / self.n
+        acc = 0.0
+        counts = Counter(dict(zip(self.values, self._counts())))
+        for v in self.values:
+            for _ in range(counts[v]):
+                acc += float(v)
+        return acc / self.n
+
+    def _counts(self):
+        previous = 0
+        for c in self.cumulative:
+            yield c - previous
+            previous = c
+
+
+class Summary:
+    """The numbers of one MetricsOutput block (an instance or the whole cluster)."""
+
+    def __init__(self, instance_id: str, requests: Iterable, counters: dict, itl_counts: Counter,
+                 cache_hit_rate: float = 0.0, thrashing_rate: float = 0.0) -> None:
+        self.instance_id = instance_id
+        self.requests = list(requests)
+        self.counters = counters
+        self.itl = CountedValues(itl_counts)
+        self.cache_hit_rate = cache_hit_rate
+        self.thrashing_rate = thrashing_rate
+        self.ttfts = sorted(r.first_token_time for r in self.requests if r.ttft_set)
+        completed = [r for r in self.requests if r.state == "completed"]
+        self.e2es = sorted(r.e2e for r in completed)
+        self.delays = sorted(r.scheduling_delay for r in self.requests if r.scheduling_delay >= 0)
+
+    def output(self, with_requests: bool = False) -> dict:
+        """The MetricsOutput object, keys in upstream's order."""
+        c = self.counters
+        duration = c["sim_ended_time"] / 1e6
+        completed = c["completed"]
+        out = {
+            "instance_id": self.instance_id,
+            "completed_requests": completed,
+            "still_queued": c["still_queued"],
+            "still_running": c["still_running"],
+            "injected_requests": (completed + c["still_queued"] + c["still_running"]
+                                  + c["dropped_unservable"] + c["timed_out"]),
+            "total_input_tokens": c["total_input_tokens"],
+            "total_output_tokens": c["total_output_tokens"],
+            "vllm_estimated_duration_s": duration,
+            "responses_per_sec": completed / duration if completed > 0 and duration > 0 else 0.0,
+            "tokens_per_sec": (c["total_output_tokens"] / duration
+                               if completed > 0 and duration > 0 else 0.0),
+        }
+        for name, values, mean in (("e2e", self.e2es, None), ("ttft", self.ttfts, None),
+                                   ("itl", self.itl, self.itl.mean())):
+            out[f"{name}_mean_ms"] = (sequential_mean(values) if mean is None else mean) / 1000
+            for p in (90, 95, 99):
+                out[f"{name}_p{p}_ms"] = percentile(values, float(p))
+        out["scheduling_delay_p99_ms"] = percentile(self.delays, 99.0)
+        if c["kv_allocation_failures"]:
+            out["kv_allocation_failures"] = c["kv_allocation_failures"]
+        out["preemption_count"] = c["preemptions"]
+        out["dropped_unservable"] = c["dropped_unservable"]
+        out["length_capped_requests"] = c["length_capped"]
+        out["timed_out_requests"] = c["timed_out"]
+        if with_requests:
+            records = request_records(self.requests)
+            if records:
+                out["requests"] = records
+        return out
+
+
+def request_records(requests) -> list[dict]:
+    """Per-request records: ordered by ID, then (stably) by arrival time."""
+    ordered = sorted(requests, key=lambda r: r.id.encode())
+    ordered.sort(key=lambda r: r.arrival_time)
+    records = []
+    for r in ordered:
+        completed = r.state == "completed"
+        rec = {
+            "arrived_at": r.arrival_time / 1e6,
+            "requestID": r.id,
+            "num_prefill_tokens": r.num_input,
+            "num_decode_tokens": r.num_output,
+            "ttft_ms": r.first_token_time / 1e3 if r.ttft_set else 0.0,
+            "itl_ms": r.itl_mean / 1e3 if completed else 0.0,
+            "e2e_ms": r.e2e / 1e3 if completed else 0.0,
+            "scheduling_delay_ms": r.scheduling_delay / 1e3 if r.scheduling_delay >= 0 else 0.0,
+        }
+        if r.slo_class:
+            rec["slo_class"] = r.slo_class
+        if r.tenant_id:
+            rec["tenant_id"] = r.tenant_id
+        if r.assigned_instance:
+            rec["handled_by"] = r.assigned_instance
+        if r.model:
+            rec["model"] = r.model
+        if r.length_capped:
+            rec["length_capped"] = True
+        records.append(rec)
+    return records
+
+
+COUNTER_FIELDS = (
+    "completed", "total_input_tokens", "total_output_tokens", "ttft_sum", "preemptions",
+    "kv_allocation_failures", "dropped_unservable", "length_capped", "timed_out",
+    "still_queued", "still_running",
+)
+
+
+def instance_summary(inst) -> Summary:
+    c = inst.counters
+    counters = {name: getattr(c, name) for name in COUNTER_FIELDS}
+    counters["sim_ended_time"] = c.sim_ended_time
+    return Summary(inst.id, inst.requests.values(), counters, inst.itl_counts,
+                   inst.kv.cache_hit_rate(), inst.kv.thrashing_rate())
+
+
+def cluster_summary(instances) -> Summary:
+    counters = {name: sum(getattr(i.counters, name) for i in instances) for name in COUNTER_FIELDS}
+    counters["sim_ended_time"] = max((i.counters.sim_ended_time for i in instances), default=0)
+    itl = Counter()
+    requests = {}
+    for inst in instances:
+        itl.update(inst.itl_counts)
+        requests.update(inst.requests)
+    n = len(instances)
+    hit = sum(i.kv.cache_hit_rate() for i in instances) / n if n else 0.0
+    thrash = sum(i.kv.thrashing_rate() for i in instances) / n if n else 0.0
+    return Summary("cluster", requests.values(), counters, itl, hit, thrash)
+
+
+# -- JSON in Go's encoding ------------------------------------------------------------------------
+def _go_string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch in "<>&" or ord(ch) < 0x20 or ch in "\u2028\u2029":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def go_json(value, indent: str = "  ", _level: int = 0) -> str:
+    """``json.MarshalIndent(value, "", indent)`` as Go prints it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format_go_float(value)
+    if isinstance(value, str):
+        return _go_string(value)
+    if value is None:
+        return "null"
+    pad = "\n" + indent * (_level + 1)
+    end = "\n" + indent * _level
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{_go_string(k)}: {go_json(v, indent, _level + 1)}" for k, v in value.items()]
+        return "{" + pad + ("," + pad).join(items) + end + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        items = [go_json(v, indent, _level + 1) for v in value]
+        return "[" + pad + ("," + pad).join(items) + end + "]"
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+# -- stdout sections ------------------------------------------------------------------------------
+def _distribution_us(values) -> tuple[float, float]:
+    """Mean and p99 in microseconds, as the per-class sections print them."""
+    ordered = sorted(values)
+    return sequential_mean(ordered), percentile(ordered, 99.0, scale=1.0)
+
+
+def kv_section(instances, summary: Summary) -> list[str]:
+    completed = summary.counters["completed"]
+    preemption_rate = summary.counters["preemptions"] / completed if completed > 0 else 0.0
+    values = (preemption_rate, summary.cache_hit_rate, summary.thrashing_rate)
+    if not any(values):
+        return []
+    return ["=== KV Cache Metrics ===",
+            f"Preemption Rate: {values[0]:.4f}",
+            f"Cache Hit Rate: {values[1]:.4f}",
+            f"KV Thrashing Rate: {values[2]:.4f}"]
+
+
+def anomaly_section(summary: Summary, *, priority_inversions: int = 0, hol_blocking: int = 0,
+                    rejected: int = 0, shed_by_tier: dict | None = None,
+                    routing_rejections: int = 0) -> list[str]:
+    c = summary.counters
+    if not any((priority_inversions, hol_blocking, rejected, routing_rejections,
+                c["dropped_unservable"], c["length_capped"])):
+        return []
+    lines = ["=== Anomaly Counters ===",
+             f"Priority Inversions: {priority_inversions}",
+             f"HOL Blocking Events: {hol_blocking}",
+             f"Rejected Requests (Admission): {rejected}"]
+    for tier in sorted(shed_by_tier or {}):
+        lines.append(f"  Shed ({tier}): {shed_by_tier[tier]}")
+    lines += [f"Rejected Requests (Routing): {routing_rejections}",
+              f"Dropped Unservable: {c['dropped_unservable']}",
+              f"Length-Capped Requests: {c['length_capped']}"]
+    return lines
+
+
+def per_slo_section(summary: Summary) -> list[str]:
+    ttft: dict = {}
+    e2e: dict = {}
+    for r in summary.requests:
+        cls = r.slo_class or "default"
+        if r.ttft_set:
+            ttft.setdefault(cls, []).append(r.first_token_time)
+        if r.state == "completed":
+            e2e.setdefault(cls, []).append(r.e2e)
+    classes = sorted(set(ttft) | set(e2e))
+    if len(classes) < 2:
+        return []
+    lines = ["=== Per-SLO Metrics ==="]
+    for cls in classes:
+        t_mean, t_p99 = _distribution_us(ttft.get(cls, []))
+        e_mean, e_p99 = _distribution_us(e2e.get(cls, []))
+        lines += [f"  {cls}:",
+                  f"    TTFT: mean={t_mean:.2f} p99={t_p99:.2f} (n={len(ttft.get(cls, []))})",
+                  f"    E2E:  mean={e_mean:.2f} p99={e_p99:.2f} (n={len(e2e.get(cls, []))})"]
+    return lines
+
+
+def per_model_section(summary: Summary) -> list[str]:
+    models: dict = {}
+    for r in summary.requests:
+        if r.model:
+            models.setdefault(r.model, []).append(r)
+    if not models:
+        return []
+    duration = summary.counters["sim_ended_time"] / 1e6
+    lines = ["=== Per-Model Metrics ==="]
+    for model in sorted(models):
+        reqs = models[model]
+        ttft = sorted(r.first_token_time for r in reqs if r.ttft_set)
+        done = [r for r in reqs if r.state == "completed"]
+        e2e = sorted(r.e2e for r in done)
+        rps = len(done) / duration if duration > 0 else 0.0
+        tps = sum(r.num_output for r in done) / duration if duration > 0 else 0.0
+        lines += [f"  {model}:",
+                  f"    TTFT: p50={percentile(ttft, 50.0, 1.0):.2f} "
+                  f"p99={percentile(ttft, 99.0, 1.0):.2f} (n={len(ttft)})",
+                  f"    E2E:  p50={percentile(e2e, 50.0, 1.0):.2f} "
+                  f"p99={percentile(e2e, 99.0, 1.0):.2f} (n={len(e2e)})",
+                  f"    Throughput: {rps:.2f} req/s, {tps:.2f} tok/s"]
+    return lines
+
+
+def jain_fairness(values: list) -> float:
+    if not values:
+        return 0.0
+    total = 0.0
+    squares = 0.0
+    for x in values:
+        total += float(x)
+        squares += float(x) * float(x)
+    if squares == 0:
+        return 1.0
+    return total * total / (len(values) * squares)
+
+
+def per_tenant_section(summary: Summary) -> list[str]:
+    tenants: dict = {}
+    for r in summary.requests:
+        if r.tenant_id and r.state == "completed":
+            count, tokens = tenants.get(r.tenant_id, (0, 0))
+            tenants[r.tenant_id] = (count + 1, tokens + r.num_output)
+    if not tenants:
+        return []
+    lines = ["=== Per-Tenant Metrics ==="]
+    names = sorted(tenants)
+    for name in names:
+        count, tokens = tenants[name]
+        lines.append(f"  {name}: requests={count}, tokens={tokens}")
+    lines.append(f"  Jain Fairness Index: {jain_fairness([tenants[n][1] for n in names]):.4f}")
+    return lines

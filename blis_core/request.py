@@ -1,0 +1,100 @@
+"""The request: the one entity that flows from workload generation through the cluster to metrics.
+
+A plain ``__slots__`` class rather than attrs: the engine touches these fields millions of times
+per run, and slot access is the cheapest attribute access CPython offers.
+"""
+
+from __future__ import annotations
+
+QUEUED = "queued"
+RUNNING = "running"
+COMPLETED = "completed"
+TIMED_OUT = "timed_out"
+
+
+class Request:
+    """One inference request.
+
+    Token ids are kept as numpy int32 arrays (``input_tokens``, ``output_tokens``); ``num_input``
+    and ``num_output`` cache their lengths because the engine reads them every step. The oracle
+    output length is known in advance, as in upstream BLIS.
+    """
+
+    __slots__ = (
+        # identity and workload metadata
+        "id", "arrival_time", "input_tokens", "output_tokens", "num_input", "num_output",
+        "max_output_len", "deadline", "session_id", "round_index", "client_id", "tenant_id",
+        "slo_class", "prefix_group", "prefix_length", "model", "streaming", "reason_ratio",
+        "text_tokens", "image_tokens", "audio_tokens", "video_tokens",
+        # engine state
+        "state", "progress", "num_new_tokens", "computed", "ttft_set", "first_token_time",
+        "itl", "length_capped", "priority", "assigned_instance", "scheduled_step",
+        "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
+        "itl_mean",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        arrival_time: int,
+        input_tokens,
+        output_tokens,
+        max_output_len: int = 0,
+        deadline: int = 0,
+        *,
+        session_id: str = "",
+        round_index: int = 0,
+        client_id: str = "",
+        tenant_id: str = "",
+        slo_class: str = "",
+        prefix_group: str = "",
+        prefix_length: int = 0,
+        model: str = "",
+        streaming: bool = False,
+        reason_ratio: float = 0.0,
+    ) -> None:
+        self.id = id
+        self.arrival_time = arrival_time
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.num_input = len(input_tokens)
+        self.num_output = len(output_tokens)
+        self.max_output_len = max_output_len
+        self.deadline = deadline
+        self.session_id = session_id
+        self.round_index = round_index
+        self.client_id = client_id
+        self.tenant_id = tenant_id
+        self.slo_class = slo_class
+        self.prefix_group = prefix_group
+        self.prefix_length = prefix_length
+        self.model = model
+        self.streaming = streaming
+        self.reason_ratio = reason_ratio
+        self.text_tokens = 0
+        self.image_tokens = 0
+        self.audio_tokens = 0
+        self.video_tokens = 0
+
+        self.state = QUEUED
+        self.progress = 0               # upstream ProgressIndex: prompt tokens computed + decoded
+        self.num_new_tokens = 0         # tokens scheduled for this request in the current step
+        self.computed = 0               # upstream's per-request "computed tokens" map entry
+        self.ttft_set = False
+        self.first_token_time = 0       # the TTFT *duration* in ticks, as upstream names it
+        self.itl = []                   # per-decode-step latencies, cleared on preemption
+        self.length_capped = False
+        self.priority = 0.0
+        self.assigned_instance = ""
+        self.scheduled_step = 0
+        self.finished_step = 0
+        self.blocks = None              # KV block ids in order; None = no entry in the block map
+        self.hash_chain = None          # cached prefix-cache keys of the full prompt blocks
+        self.completion_time = 0        # tick at which the request left (completion or timeout)
+        self.scheduling_delay = -1      # last admission tick minus arrival; -1 = never admitted
+        self.e2e = 0                    # TTFT + sum of ITL entries (+ fixed overhead), at completion
+        self.itl_mean = 0.0             # per-request mean ITL in ticks, at completion
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "
+                f"O={self.num_output}, state={self.state}, pi={self.progress})")

@@ -1,0 +1,6 @@
+"""Built-in policies of blis, registered through the ``blis`` entry-point group like any plugin."""
+
+from blis_policies.admission import AlwaysAdmit
+from blis_policies.routing import RoundRobin
+
+__all__ = ["AlwaysAdmit", "RoundRobin"]
