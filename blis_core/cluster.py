@@ -19,7 +19,7 @@ class Cluster:
 
     def __init__(self, instances, admission, routing, *, horizon: int = MAX_TICK,
                  admission_latency: int = 0, routing_latency: int = 0, model: str = "",
-                 sessions=None) -> None:
+                 sessions=None, audit: bool = False) -> None:
         self.instances = instances
         self.admission = admission
         self.routing = routing
@@ -34,6 +34,8 @@ class Cluster:
         self.rejected = 0
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
+        # Tests turn this on to check the clock and every instance's KV books after each event.
+        self.audit = audit
         for inst in instances:
             inst.on_done = self._request_done
 
@@ -86,8 +88,14 @@ class Cluster:
             time, lane, _prio, _seq, kind, req = heappop(heap)
             if time > horizon:
                 break
+            if self.audit:
+                if time < self.clock:
+                    raise AssertionError(f"clock went backwards: {time} < {self.clock}")
+                self.clock = time
             if lane >= 0:
                 instances[lane].handle(time, kind, req)
+                if self.audit:
+                    instances[lane].audit()
                 continue
             self.clock = time
             if kind == CLUSTER_ARRIVAL:

@@ -68,6 +68,8 @@ class Instance:
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop
         self.completed_requests: list = []
         self.itl_counts: Counter = Counter()
+        self.wait_samples = 0             # sum over steps of the wait-queue length (HOL blocking)
+        self.tiered = hasattr(kv, "mirror_count")
 
     # -- events -------------------------------------------------------------------------------
     def _push(self, time: int, priority: int, kind: int, payload) -> None:
@@ -161,6 +163,12 @@ class Instance:
 
     # -- the step -----------------------------------------------------------------------------
     def step(self, now: int) -> None:
+        """Upstream Step: form the batch, time it, advance every request, retire finished ones.
+
+        Upstream walks the batch four times (zero, form, execute, complete); here batch formation
+        also accumulates the step-time inputs, and execution and completion share one pass
+        (completion only reads state execution wrote for the same request).
+        """
         wait = self.wait
         if self.running is None and not wait:
             self.step_pending = False
@@ -174,71 +182,72 @@ class Instance:
             if self.scheduler is not None:
                 self.wait = wait = self.scheduler.order(wait)
 
-        newly_admitted = self._form_batch(now)
-        for req in newly_admitted:
-            req.scheduling_delay = now - req.arrival_time
-
-        running = self.running
         latency = self.latency
-        # Only requests scheduled this step count towards its duration.
-        prefill_tokens = 0
-        decode_count = 0
-        if latency.needs_positions:
-            prefill = []
-            decode = []
-            for req in running:
-                n = req.num_new_tokens
-                if n > 0:
-                    if req.progress < req.num_input:
-                        prefill_tokens += n
-                        prefill.append((req.progress, n))
-                    elif req.num_output > 0:
-                        decode_count += 1
-                        decode.append(req.progress)
-            adv = latency.step_time(prefill_tokens, decode_count, prefill, decode)
-        else:
-            for req in running:
-                n = req.num_new_tokens
-                if n > 0:
-                    if req.progress < req.num_input:
-                        prefill_tokens += n
-                    elif req.num_output > 0:
-                        decode_count += 1
-            adv = latency.step_time(prefill_tokens, decode_count, None, None)
+        positions = latency.needs_positions
+        prefill = [] if positions else None
+        decode = [] if positions else None
+        prefill_tokens, decode_count = self._form_batch(now, prefill, decode)
+        self.wait_samples += len(self.wait)
         kv = self.kv
-        adv += kv.consume_pending_transfer_latency()
+        adv = latency.step_time(prefill_tokens, decode_count, prefill, decode)
+        if kv.pending_transfer_latency:
+            adv += kv.consume_pending_transfer_latency()
         if adv < 1:
             adv = 1
         token_latency = adv + latency.output_token_processing_time()
         first_token_at = now + token_latency
+        if self.tiered:
+            kv.mirror(self.running)
 
-        for req in running:
+        remaining = []
+        mml = self.batch_config.max_model_len
+        left_at = now + adv
+        for req in self.running:
             n_in = req.num_input
-            if req.progress < n_in:
-                req.progress = req.computed
-            elif req.num_new_tokens > 0:
-                req.progress += 1
+            progress = req.progress
+            if progress < n_in:
+                progress = req.progress = req.computed
+            elif req.num_new_tokens:
+                progress += 1
+                req.progress = progress
                 req.itl.append(token_latency)
-            if req.progress == n_in and not req.ttft_set:
+            req.num_new_tokens = 0
+            if progress == n_in and not req.ttft_set:
                 req.ttft_set = True
                 req.first_token_time = first_token_at - req.arrival_time
-
-        kv.mirror(running)
-        remaining = self._complete(now, adv, running)
+            n_out = req.num_output
+            if progress >= n_in + (n_out if n_out > 1 else 1) - 1:
+                req.state = COMPLETED
+                if n_out > 0 and progress < n_in + n_out:
+                    if not kv.allocate(req, progress, progress + 1, None):
+                        self.counters.kv_allocation_failures += 1
+                self._retire(req, left_at)
+            elif mml > 0 and progress >= mml - 1:
+                self.counters.length_capped += 1
+                req.length_capped = True
+                req.state = COMPLETED
+                self._retire(req, left_at)
+            else:
+                remaining.append(req)
 
         if remaining:
             self.running = remaining
-            self._push(now + adv, 2, STEP, None)
+            self._push(left_at, 2, STEP, None)
             self.step_pending = True
         else:
             self.running = None
             if self.wait:
-                self._push(now + adv, 2, STEP, None)
+                self._push(left_at, 2, STEP, None)
                 self.step_pending = True
             else:
                 self.step_pending = False
 
-    def _form_batch(self, now: int) -> list:
+    def _form_batch(self, now: int, prefill: list | None, decode: list | None) -> tuple[int, int]:
+        """Upstream FormBatch. Returns the scheduled prefill tokens and decode requests, and fills
+        ``prefill`` with (progress, tokens) and ``decode`` with progress when given.
+
+        ``num_new_tokens`` is already 0 for every running request: execution resets it.
+        """
         running = self.running
         if running is None:
             running = self.running = []
@@ -251,8 +260,8 @@ class Instance:
         bs = kv.block_size
         register_full = kv._register_full
         self._preempted = False
-        for req in running:
-            req.num_new_tokens = 0
+        prefill_tokens = 0
+        decode_count = 0
 
         # Phase 1: running requests by index; preemption shrinks the list from the tail.
         i = 0
@@ -275,8 +284,13 @@ class Instance:
                 budget -= n
                 req.num_new_tokens = n
                 req.computed += n
+                if n > 0:
+                    prefill_tokens += n
+                    if prefill is not None:
+                        prefill.append((progress, n))
             elif req.num_output > 0 and not (mml > 0 and progress + 1 > mml - 1):
                 # Decode one token; the common case only tops up the request's last block.
+                # (``computed`` is only read while prefilling, so decode leaves it alone.)
                 own = req.blocks
                 if own and fill[own[-1]] < bs:
                     last = own[-1]
@@ -288,13 +302,14 @@ class Instance:
                     break
                 budget -= 1
                 req.num_new_tokens = 1
-                req.computed += 1
+                decode_count += 1
+                if decode is not None:
+                    decode.append(progress)
             i += 1
 
         # Phase 2: admit from the head of the wait queue (FCFS, head-of-line blocking).
-        admitted = []
         if self._preempted:
-            return admitted
+            return prefill_tokens, decode_count
         wait = self.wait
         max_running = batch.max_running
         while len(running) < max_running and wait and budget > 0:
@@ -313,12 +328,21 @@ class Instance:
             wait.popleft()
             running.append(nxt)
             nxt.scheduled_step = self.step_count
-            admitted.append(nxt)
+            nxt.scheduling_delay = now - nxt.arrival_time
             budget -= n
             nxt.state = RUNNING
             nxt.num_new_tokens = n
             nxt.computed = n + start
-        return admitted
+            if n > 0:
+                if nxt.progress < nxt.num_input:
+                    prefill_tokens += n
+                    if prefill is not None:
+                        prefill.append((nxt.progress, n))
+                elif nxt.num_output > 0:
+                    decode_count += 1
+                    if decode is not None:
+                        decode.append(nxt.progress)
+        return prefill_tokens, decode_count
 
     def _reserve(self, req, n: int) -> bool:
         """Upstream preemptForTokens: allocate, evicting from the batch tail until it fits."""
@@ -338,33 +362,10 @@ class Instance:
             kv.release(victim)
             victim.computed = 0
             self.wait.appendleft(victim)
+            victim.preemptions += 1
             self.counters.preemptions += 1
             if victim is req:
                 return False
-
-    def _complete(self, now: int, adv: int, running: list) -> list:
-        remaining = []
-        mml = self.batch_config.max_model_len
-        kv = self.kv
-        left_at = now + adv
-        for req in running:
-            n_in = req.num_input
-            n_out = req.num_output
-            progress = req.progress
-            if progress >= n_in + (n_out if n_out > 1 else 1) - 1:
-                req.state = COMPLETED
-                if n_out > 0 and progress < n_in + n_out:
-                    if not kv.allocate(req, progress, progress + 1, None):
-                        self.counters.kv_allocation_failures += 1
-                self._retire(req, left_at)
-            elif mml > 0 and progress >= mml - 1:
-                self.counters.length_capped += 1
-                req.length_capped = True
-                req.state = COMPLETED
-                self._retire(req, left_at)
-            else:
-                remaining.append(req)
-        return remaining
 
     def _retire(self, req, left_at: int) -> None:
         """Release a finished request's blocks and record its latencies."""
@@ -399,6 +400,36 @@ class Instance:
         req.itl = []
         self.completed_requests.append(req)
         self._finish(req, left_at)
+
+    def audit(self) -> None:
+        """Check the KV books: every block is either free or referenced by running requests.
+
+        Only tests call this; it walks the whole block store.
+        """
+        kv = self.kv
+        refs = Counter()
+        for req in self.running or ():
+            for b in req.blocks or ():
+                refs[b] += 1
+        for req in self.wait:  # a tiered reload may leave blocks with a waiting request
+            for b in req.blocks or ():
+                refs[b] += 1
+        free = 0
+        b = kv.head
+        while b != -1:
+            free += 1
+            if kv.refcount[b] != 0:
+                raise AssertionError(f"{self.id}: block {b} is on the free list with references")
+            b = kv.next[b]
+        if free != kv.free_count:
+            raise AssertionError(f"{self.id}: free list holds {free} blocks, counter says "
+                                 f"{kv.free_count}")
+        for blk in range(kv.total_blocks):
+            if kv.refcount[blk] != refs.get(blk, 0):
+                raise AssertionError(f"{self.id}: block {blk} has {kv.refcount[blk]} references,"
+                                     f" requests hold {refs.get(blk, 0)}")
+        if free + sum(1 for c in kv.refcount if c > 0) != kv.total_blocks:
+            raise AssertionError(f"{self.id}: free + used != total blocks")
 
     # -- end of run ---------------------------------------------------------------------------
     def finalize(self) -> None:

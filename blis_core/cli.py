@@ -1,0 +1,381 @@
+"""The ``blis`` command line: ``run``, ``replay`` and ``plugins list``.
+
+Flag names and defaults follow upstream BLIS at 4e179804 so that its command lines run
+unchanged. Bad input ends with one line on stderr naming the flag or field, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+
+import attrs
+import click
+
+from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
+from blis_core.instance import BatchConfig
+from blis_core.metrics import (anomaly_section, go_json, kv_section, per_model_section,
+                               per_slo_section, per_tenant_section)
+from blis_core.plugins import PluginError, get_registry
+
+log = logging.getLogger("blis")
+
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+              "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
+              "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+def fail(message: str) -> None:
+    raise UsageError(message)
+
+
+# -- atomic file output -------------------------------------------------------------------------
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory, so a reader (or a
+    crash) never sees a partial file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".blis-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- shared flag groups -------------------------------------------------------------------------
+def _coefficients(values: tuple[str, ...], flag: str) -> tuple[tuple[float, ...], bool]:
+    """Comma-separated floats; a repeated flag appends, as pflag's float-slice flags do."""
+    if not values:
+        return (0.0, 0.0, 0.0), False
+    out = []
+    for chunk in values:
+        for item in chunk.split(","):
+            item = item.strip()
+            try:
+                out.append(float(item))
+            except ValueError:
+                fail(f"{flag}: {item!r} is not a number")
+    return tuple(out), True
+
+
+def engine_options(func):
+    """Flags shared by ``run`` and ``replay``: model, latency, engine, KV, cluster, output."""
+    options = [
+        click.option("--model", default="", help="LLM name (lowercased), e.g. meta-llama/llama-3.1-8b-instruct."),
+        click.option("--latency-model", default="roofline", help="roofline, blackbox or trained-physics."),
+        click.option("--alpha-coeffs", multiple=True, help="Comma-separated alpha coefficients (repeat to append)."),
+        click.option("--beta-coeffs", multiple=True, help="Comma-separated beta coefficients (repeat to append)."),
+        click.option("--hardware", default="", help="GPU type (default from the model's catalog entry)."),
+        click.option("--tp", default=0, type=int, help="Tensor parallelism (default from the catalog)."),
+        click.option("--vllm-version", default="", help="vLLM version used to select coefficients."),
+        click.option("--gpu-memory-utilization", default=0.9, type=float, help="GPU memory fraction for KV (0, 1]."),
+        click.option("--model-config-folder", default="", help="Folder with a HuggingFace config.json."),
+        click.option("--hardware-config", default="", help="GPU specification JSON (upstream format)."),
+        click.option("--defaults-filepath", default="defaults.yaml", help="Upstream defaults.yaml (default: the shipped catalog)."),
+        click.option("--seed", default=42, type=int, help="Master random seed."),
+        click.option("--horizon", default=MAX_TICK, type=int, help="Simulation horizon in microseconds."),
+        click.option("--log", "log_level", default="warn", help="Log level on stderr."),
+        click.option("--total-kv-blocks", default=1_000_000, type=int, help="GPU KV blocks per instance (auto-derived when omitted)."),
+        click.option("--block-size-in-tokens", default=16, type=int, help="Tokens per KV block."),
+        click.option("--max-num-running-reqs", default=256, type=int, help="Maximum running requests per instance."),
+        click.option("--max-num-scheduled-tokens", default=2048, type=int, help="Token budget per step."),
+        click.option("--long-prefill-token-threshold", default=0, type=int, help="Prefill chunk cap (0 = off)."),
+        click.option("--max-model-len", default=0, type=int, help="Maximum sequence length (0 = unlimited; roofline derives it)."),
+        click.option("--kv-cpu-blocks", default=0, type=int, help="CPU-tier KV blocks (0 = single tier)."),
+        click.option("--kv-offload-threshold", default=0.9, type=float, help="Deprecated; accepted for compatibility."),
+        click.option("--kv-transfer-bandwidth", default=100.0, type=float, help="CPU->GPU reload bandwidth in blocks per tick."),
+        click.option("--kv-transfer-base-latency", default=0, type=int, help="Fixed CPU->GPU reload latency in ticks."),
+        click.option("--num-instances", default=1, type=int, help="Number of serving instances."),
+        click.option("--admission-policy", default="always-admit", help="Admission policy plugin name."),
+        click.option("--admission-latency", default=0, type=int, help="Admission decision latency (ticks)."),
+        click.option("--routing-policy", default="round-robin", help="Routing policy plugin name."),
+        click.option("--routing-latency", default=0, type=int, help="Routing decision latency (ticks)."),
+        click.option("--trace-output", default="", help="Write the run as TraceV2: PREFIX.yaml + PREFIX.csv."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _setup_logging(level: str) -> None:
+    if level not in LOG_LEVELS:
+        fail(f"--log: invalid log level {level!r} (use trace, debug, info, warn, error, fatal or panic)")
+    logging.basicConfig(stream=sys.stderr, level=LOG_LEVELS[level],
+                        format="level=%(levelname)s msg=%(message)s")
+
+
+def _resolve(ctx: click.Context, p: dict):
+    from blis_core.resolve import LatencyOptions, ResolveError, resolve_latency
+
+    alpha, alpha_given = _coefficients(p["alpha_coeffs"], "--alpha-coeffs")
+    beta, beta_given = _coefficients(p["beta_coeffs"], "--beta-coeffs")
+    options = LatencyOptions(
+        model=p["model"].lower(),
+        latency_model=p["latency_model"], latency_model_given=_given(ctx, "latency_model"),
+        alpha=alpha, alpha_given=alpha_given, beta=beta, beta_given=beta_given,
+        hardware=p["hardware"], tp=p["tp"], vllm_version=p["vllm_version"],
+        total_kv_blocks=p["total_kv_blocks"], total_kv_blocks_given=_given(ctx, "total_kv_blocks"),
+        block_size=p["block_size_in_tokens"],
+        gpu_memory_utilization=p["gpu_memory_utilization"],
+        max_model_len=p["max_model_len"], max_model_len_given=_given(ctx, "max_model_len"),
+        model_config_folder=p["model_config_folder"], hardware_config=p["hardware_config"],
+        defaults_filepath=p["defaults_filepath"],
+        defaults_filepath_given=_given(ctx, "defaults_filepath"),
+    )
+    try:
+        resolved = resolve_latency(options)
+    except ResolveError as exc:
+        for warning in exc.warnings:
+            log.warning(warning)
+        fail(str(exc))
+    for warning in resolved.warnings:
+        log.warning(warning)
+    return resolved
+
+
+def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
+    """Validate the engine flags and build the run configuration (upstream's order)."""
+    from blis_core.latency import LatencyConfigError, build_latency_model
+
+    _setup_logging(p["log_level"])
+    if not p["model"]:
+        fail("--model: LLM name not provided")
+    if not 0 < p["gpu_memory_utilization"] <= 1 or not math.isfinite(p["gpu_memory_utilization"]):
+        fail(f"--gpu-memory-utilization must be a finite value in (0, 1.0], got {p['gpu_memory_utilization']}")
+    if p["block_size_in_tokens"] <= 0:
+        fail("--block-size-in-tokens must be > 0")
+    if p["max_model_len"] < 0:
+        fail("--max-model-len must be >= 0")
+    resolved = _resolve(ctx, p)
+    checks = [
+        (p["num_instances"] < 1, "--num-instances must be >= 1"),
+        (resolved.total_kv_blocks <= 0, "--total-kv-blocks must be > 0"),
+        (p["max_num_running_reqs"] <= 0, "--max-num-running-reqs must be > 0"),
+        (p["max_num_scheduled_tokens"] <= 0, "--max-num-scheduled-tokens must be > 0"),
+        (p["long_prefill_token_threshold"] < 0, "--long-prefill-token-threshold must be >= 0"),
+        (_given(ctx, "horizon") and p["horizon"] <= 0, "--horizon must be > 0"),
+        (p["kv_cpu_blocks"] < 0, "--kv-cpu-blocks must be >= 0"),
+        (not 0 <= p["kv_offload_threshold"] <= 1,
+         "--kv-offload-threshold must be a finite value in [0, 1]"),
+        (p["kv_cpu_blocks"] > 0 and not p["kv_transfer_bandwidth"] > 0,
+         "--kv-transfer-bandwidth must be a finite value > 0 when --kv-cpu-blocks > 0"),
+        (p["kv_transfer_base_latency"] < 0, "--kv-transfer-base-latency must be >= 0"),
+        (p["admission_latency"] < 0, "--admission-latency must be >= 0"),
+        (p["routing_latency"] < 0, "--routing-latency must be >= 0"),
+    ]
+    for bad, message in checks:
+        if bad:
+            fail(message)
+    registry = get_registry()
+    for kind, name in (("admission", p["admission_policy"]), ("routing", p["routing_policy"])):
+        try:
+            registry.get(kind, name or {"admission": "always-admit", "routing": "round-robin"}[kind])
+        except PluginError as exc:
+            fail(f"--{kind}-policy: {exc}")
+    if p["kv_cpu_blocks"] > 0 and p["kv_offload_threshold"] != 0:
+        log.warning("--kv-offload-threshold is deprecated and ignored")
+    block_size = p["block_size_in_tokens"]
+    mml = resolved.max_model_len
+    if mml > 0 and -(-mml // block_size) > resolved.total_kv_blocks:
+        fail(f"KV cache too small for MaxModelLen: need {-(-mml // block_size)} blocks "
+             f"(ceil({mml}/{block_size})) but TotalKVBlocks={resolved.total_kv_blocks}")
+    try:
+        latency = build_latency_model(resolved.backend, list(resolved.alpha), list(resolved.beta),
+                                      resolved.model_config, resolved.hardware_config,
+                                      resolved.tp, warn=log.warning)
+    except LatencyConfigError as exc:
+        fail(str(exc))
+    return SimulationConfig(
+        latency=latency,
+        batch=BatchConfig(p["max_num_running_reqs"], p["max_num_scheduled_tokens"],
+                          p["long_prefill_token_threshold"], mml),
+        kv=KVConfig(resolved.total_kv_blocks, block_size, p["kv_cpu_blocks"],
+                    p["kv_transfer_bandwidth"], p["kv_transfer_base_latency"]),
+        policies=PolicyConfig(admission=p["admission_policy"] or "always-admit",
+                              routing=p["routing_policy"] or "round-robin"),
+        num_instances=p["num_instances"],
+        horizon=p["horizon"],
+        seed=p["seed"],
+        admission_latency=p["admission_latency"],
+        routing_latency=p["routing_latency"],
+        model=resolved.model,
+    )
+
+
+# -- output -------------------------------------------------------------------------------------
+def print_report(result) -> None:
+    """Upstream's stdout: per-instance blocks when N > 1, the cluster block, then sections."""
+    out = []
+    if len(result.instances) > 1:
+        for summary in result.instance_summaries:
+            out.append("=== Simulation Metrics ===")
+            out.append(go_json(summary.output()))
+    out.append("=== Simulation Metrics ===")
+    out.append(go_json(result.summary.output()))
+    cluster = result.cluster
+    out += anomaly_section(result.summary, rejected=cluster.rejected,
+                           routing_rejections=cluster.routing_rejections,
+                           hol_blocking=hol_blocking_events(result.instances))
+    out += kv_section(result.instances, result.summary)
+    out += per_slo_section(result.summary)
+    out += per_model_section(result.summary)
+    out += per_tenant_section(result.summary)
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def hol_blocking_events(instances) -> int:
+    """Instances whose mean wait-queue length exceeds twice the cluster mean."""
+    if len(instances) < 2:
+        return 0
+    averages = [inst.wait_samples / inst.step_count if inst.step_count else 0.0
+                for inst in instances]
+    mean = sum(averages) / len(averages)
+    if mean <= 0:
+        return 0
+    return sum(1 for avg in averages if avg > 2 * mean)
+
+
+# -- commands -----------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main_group() -> None:
+    """blis: a discrete-event simulator of LLM inference serving."""
+
+
+@main_group.command("run")
+@engine_options
+@click.option("--workload", default="distribution", help="Workload generator: distribution or a preset (chatbot, summarization, contentgen, multidoc).")
+@click.option("--workload-spec", default="", help="Workload specification YAML (overrides --workload).")
+@click.option("--rate", default=1.0, type=float, help="Arrival rate in requests per second.")
+@click.option("--num-requests", default=100, type=int, help="Number of requests to generate.")
+@click.option("--concurrency", default=0, type=int, help="Closed-loop concurrency (instead of --rate).")
+@click.option("--think-time-ms", default=0, type=int, help="Closed-loop think time in ms.")
+@click.option("--prefix-tokens", default=0, type=int, help="Shared prefix length in tokens.")
+@click.option("--prompt-tokens", default=512, type=int, help="Mean prompt length.")
+@click.option("--prompt-tokens-stdev", default=256, type=int, help="Prompt length standard deviation.")
+@click.option("--prompt-tokens-min", default=2, type=int, help="Minimum prompt length.")
+@click.option("--prompt-tokens-max", default=7000, type=int, help="Maximum prompt length.")
+@click.option("--output-tokens", default=512, type=int, help="Mean output length.")
+@click.option("--output-tokens-stdev", default=256, type=int, help="Output length standard deviation.")
+@click.option("--output-tokens-min", default=2, type=int, help="Minimum output length.")
+@click.option("--output-tokens-max", default=7000, type=int, help="Maximum output length.")
+@click.option("--metrics-path", default="", help="Write the summary plus per-request records as JSON.")
+@click.pass_context
+def run_command(ctx: click.Context, **p) -> None:
+    """Simulate a generated workload."""
+    from blis_workloads.runner import build_run_workload, write_run_trace
+
+    config = _simulation_config(ctx, p)
+    workload = build_run_workload(p, {name: _given(ctx, name) for name in p})
+    if workload.horizon is not None:
+        config = attrs.evolve(config, horizon=workload.horizon)
+    _execute(config, workload, metrics_path=p["metrics_path"])
+    if p["trace_output"]:
+        write_run_trace(p["trace_output"], workload, config)
+
+
+@main_group.command("replay")
+@engine_options
+@click.option("--trace-header", required=True, help="TraceV2 header YAML.")
+@click.option("--trace-data", required=True, help="TraceV2 data CSV.")
+@click.option("--results-path", default="", help="Write per-request results as JSON.")
+@click.pass_context
+def replay_command(ctx: click.Context, **p) -> None:
+    """Replay a recorded TraceV2 workload."""
+    from blis_workloads.runner import build_replay_workload, write_replay_results, write_run_trace
+
+    config = _simulation_config(ctx, p)
+    workload = build_replay_workload(p)
+    result = _execute(config, workload, metrics_path="")
+    if p["results_path"]:
+        write_replay_results(p["results_path"], result)
+    if p["trace_output"]:
+        write_run_trace(p["trace_output"], workload, config)
+
+
+def _execute(config: SimulationConfig, workload, metrics_path: str):
+    from blis_core.simulation import simulate
+
+    result = simulate(config, workload.requests, workload.sessions)
+    print_report(result)
+    if metrics_path:
+        write_atomically(metrics_path, go_json(result.summary.output(with_requests=True)))
+        log.info("Metrics written to: %s", metrics_path)
+    return result
+
+
+@main_group.group("plugins")
+def plugins_group() -> None:
+    """Inspect installed plugins."""
+
+
+@plugins_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--kind", default="", help="Only this kind (admission, routing, priority, scheduler, workload).")
+def plugins_list(as_json: bool, kind: str) -> None:
+    """List every installed policy and workload plugin."""
+    registry = get_registry()
+    if kind and kind not in {"admission", "routing", "priority", "scheduler", "workload"}:
+        fail(f"--kind: unknown kind {kind!r} (known: admission, priority, routing, scheduler, workload)")
+    entries = registry.entries(kind or None)
+    if as_json:
+        rows = [{"kind": e.kind, "name": e.name, "distribution": e.distribution,
+                 "version": e.version, "summary": e.summary, "pathological": e.pathological}
+                for e in entries]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    headers = ("KIND", "NAME", "DISTRIBUTION", "VERSION", "SUMMARY")
+    rows = [(e.kind, e.name + (" (pathological)" if e.pathological else ""), e.distribution,
+             e.version, e.summary) for e in entries]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+def main(argv=None) -> None:
+    """Console entry point: every failure becomes one line on stderr and exit code 2."""
+    try:
+        main_group.main(args=argv, prog_name="blis", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        _die(exc.format_message().splitlines()[0])
+    except click.Abort:
+        _die("aborted")
+    except (UsageError, PluginError) as exc:
+        _die(str(exc))
+    except ValueError as exc:
+        # Validation errors of configuration objects (attrs validators, spec loaders).
+        _die(str(exc))
+    except OSError as exc:
+        _die(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+    except KeyboardInterrupt:
+        _die("interrupted")
+
+
+def _die(message: str) -> None:
+    sys.stderr.write(f"blis: error: {message}\n")
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Configuration models of a simulation run (everything except the workload).
+
+The CLI turns flags into these objects; Python callers build them directly. All are frozen:
+a run never mutates its configuration.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from blis_core.instance import BatchConfig
+
+MAX_TICK = 2**63 - 1
+
+
+def _positive(instance, attribute, value) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+
+
+def _non_negative(instance, attribute, value) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+
+
+@attrs.frozen
+class KVConfig:
+    """KV-cache geometry of one instance; ``cpu_blocks > 0`` adds the CPU tier."""
+
+    total_blocks: int = attrs.field(default=1_000_000, validator=_positive)
+    block_size: int = attrs.field(default=16, validator=_positive)
+    cpu_blocks: int = attrs.field(default=0, validator=_non_negative)
+    transfer_bandwidth: float = 100.0
+    transfer_base_latency: int = attrs.field(default=0, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.cpu_blocks > 0 and not self.transfer_bandwidth > 0:
+            raise ValueError("transfer_bandwidth must be > 0 when cpu_blocks > 0")
+
+
+@attrs.frozen
+class PolicyConfig:
+    """Which plugin serves each policy kind, by name, with its parameters."""
+
+    admission: str = "always-admit"
+    routing: str = "round-robin"
+    priority: str = "constant"
+    scheduler: str = "fcfs"
+    admission_params: dict = attrs.field(factory=dict)
+    routing_params: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SimulationConfig:
+    """Everything that defines a run besides its requests."""
+
+    latency: object                      # a latency model (blis_core.latency)
+    batch: BatchConfig = BatchConfig()
+    kv: KVConfig = KVConfig()
+    policies: PolicyConfig = PolicyConfig()
+    num_instances: int = attrs.field(default=1, validator=_positive)
+    horizon: int = attrs.field(default=MAX_TICK, validator=_positive)
+    seed: int = 42
+    admission_latency: int = attrs.field(default=0, validator=_non_negative)
+    routing_latency: int = attrs.field(default=0, validator=_non_negative)
+    model: str = ""

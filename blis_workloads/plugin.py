@@ -1,0 +1,9 @@
+"""Entry point of the built-in workloads (``[project.entry-points.blis] workloads``)."""
+
+from blis_core.hookspecs import hookimpl
+from blis_workloads.cli_synthesis import BUILTIN_GENERATORS
+
+
+@hookimpl
+def blis_workload_generators():
+    return list(BUILTIN_GENERATORS)

@@ -1,0 +1,286 @@
+"""The latency models (engine.md §4.1-4.3): exact step times, memo tables, construction errors."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from _shared import requires_shared, shared_dir
+from blis_core.catalog import Catalog
+from blis_core.gomath import clamp64, go_pow_int
+from blis_core.latency import (
+    BLACKBOX_DEPRECATION_WARNING, BlackboxLatency, LatencyConfigError, RooflineLatency,
+    build_latency_model,
+)
+from blis_core.modelconfig import HardwareConfig, ModelConfig, load_hardware, load_hf_config
+
+INT64_MAX = (1 << 63) - 1
+H100 = HardwareConfig(tflops_peak=989.5, tflops_fp8=1979.0, bw_peak_tbs=3.35, mfu_prefill=0.45,
+                      mfu_decode=0.30, memory_gib=80.0)
+LLAMA_8B = "meta-llama/llama-3.1-8b-instruct"
+SCOUT_FP8 = "redhatai/llama-4-scout-17b-16e-instruct-fp8-dynamic"
+
+
+def _upstream_model(folder: str) -> ModelConfig:
+    return load_hf_config(shared_dir() / "reference" / "upstream" / "model_configs" / folder / "config.json")
+
+
+# -- blackbox ---------------------------------------------------------------------------------
+
+
+def test_blackbox_step_time_is_the_linear_formula_truncated():
+    model = BlackboxLatency([0.0, 0.0, 0.0], [1000.5, 2.25, 3.75])
+    assert model.step_time(100, 4, None, None) == math.trunc(((0.0 + 1000.5) + 2.25 * 100.0) + 3.75 * 4.0)
+    assert model.step_time(0, 0, None, None) == 1000
+
+
+def test_blackbox_step_time_is_floored_at_one_and_saturates():
+    assert BlackboxLatency([0, 0, 0], [0.0, 0.0, 0.0]).step_time(10, 10) == 1
+    assert BlackboxLatency([0, 0, 0], [0.4, 0.0, 0.0]).step_time(0, 0) == 1
+    assert BlackboxLatency([0, 0, 0], [1e300, 1e300, 0.0]).step_time(5, 0) == INT64_MAX
+
+
+def test_blackbox_ignores_positions_and_extra_betas():
+    model = BlackboxLatency([0, 0, 0], [10.0, 1.0, 2.0, 99.0])
+    assert model.needs_positions is False
+    assert model.step_time(3, 2, [(0, 3)], [7, 9]) == 17
+
+
+def test_alpha_overheads():
+    model = BlackboxLatency([232.46191091038054, 1.752360364195244, 3357.4400353290152], [0, 0, 0])
+    assert model.queueing_time(512) == math.trunc((0.0 + 232.46191091038054) + 1.752360364195244 * 512.0)
+    assert model.output_token_processing_time() == 3357
+    assert model.post_decode_fixed_overhead() == 0
+
+
+# -- roofline ---------------------------------------------------------------------------------
+
+# engine.md §4.3 sanity table: H100 step times in µs for
+# (prefill 1034 tokens at PI 0, one decode at PI 1034, that prefill + decodes at PI 1034 and 1500).
+SANITY = [
+    ("llama-2-7b-hf", 1, (24011, 3166, 24083)),
+    ("llama-4-scout-17b-16e-instruct-fp8-dynamic", 2, (10816, 1382, 10849)),
+    ("mistral-nemo-instruct-2407", 2, (20218, 2567, 20279)),
+    ("llama-3.1-70b-instruct", 4, (58454, 7437, 58627)),
+]
+
+
+@requires_shared
+@pytest.mark.parametrize(("folder", "tp", "expected"), SANITY, ids=[s[0] for s in SANITY])
+def test_roofline_sanity_table(folder, tp, expected):
+    hardware = load_hardware(shared_dir() / "reference" / "upstream" / "hardware_config.json", "H100")
+    model = RooflineLatency(_upstream_model(folder), hardware, tp, [0.0, 0.0, 0.0])
+    prefill_only = model.step_time(1034, 0, [(0, 1034)], [])
+    decode_only = model.step_time(0, 1, [], [1034])
+    mixed = model.step_time(1034, 2, [(0, 1034)], [1034, 1500])
+    assert (prefill_only, decode_only, mixed) == expected
+
+
+def test_roofline_sanity_with_shipped_catalog():
+    catalog = Catalog.shipped()
+    scout = RooflineLatency(catalog.model_config(SCOUT_FP8), catalog.gpu("H100"), 2, [0, 0, 0])
+    assert scout.step_time(1034, 2, [(0, 1034)], [1034, 1500]) == 10849
+    llama2 = RooflineLatency(catalog.model_config("meta-llama/llama-2-7b-hf"), catalog.gpu("H100"), 1,
+                             [0, 0, 0])
+    assert llama2.step_time(0, 1, [], [1034]) == 3166
+
+
+def test_empty_step_takes_one_tick():
+    model = RooflineLatency(Catalog.shipped().model_config(LLAMA_8B), H100, 1, [0, 0, 0])
+    assert model.needs_positions is True
+    assert model.step_time(0, 0, [], []) == 1
+
+
+def _peak(mc: ModelConfig, hw: HardwareConfig) -> float:
+    weight_bytes = mc.weight_bytes_per_param if mc.weight_bytes_per_param > 0 else mc.bytes_per_param
+    if weight_bytes == 1.0 and hw.tflops_fp8 > 0:
+        return hw.tflops_fp8 * 1e12
+    return hw.tflops_peak * 1e12
+
+
+@pytest.mark.parametrize("model_id", [LLAMA_8B, SCOUT_FP8])
+@pytest.mark.parametrize("tp", [1, 2])
+def test_decode_tables_equal_the_scalar_formula_bit_for_bit(model_id, tp):
+    mc = Catalog.shipped().model_config(model_id)
+    model = RooflineLatency(mc, H100, tp, [0, 0, 0])
+    peak_decode = _peak(mc, H100) * H100.mfu_decode
+    for pi in range(5001):
+        weights, total = model.memory(pi, 1, True)
+        expected = (model.flops(pi, 1) / float(tp) / peak_decode, (total - weights) / float(tp))
+        assert model.decode_terms(pi) == expected, pi
+
+
+def test_decode_tables_grow_on_demand():
+    mc = Catalog.shipped().model_config(LLAMA_8B)
+    model = RooflineLatency(mc, H100, 1, [0, 0, 0])
+    peak_decode = _peak(mc, H100) * H100.mfu_decode
+    for pi in (4095, 4096, 20000, 131071):
+        weights, total = model.memory(pi, 1, True)
+        assert model.decode_terms(pi) == (model.flops(pi, 1) / 1.0 / peak_decode, (total - weights) / 1.0)
+    assert model.step_time(0, 2, [], [200000, 3]) == _reference_step_time(mc, H100, 1, [], [200000, 3])
+
+
+def _reference_flops(mc: ModelConfig, seq: int, n: int) -> float:
+    """engine.md §4.3 flops(seq, n), transcribed without any precomputation."""
+    d, n_heads, n_layers = float(mc.hidden_dim), float(mc.num_heads), float(mc.num_layers)
+    n_kv = float(mc.num_kv_heads or mc.num_heads)
+    dh = d / n_heads
+    d_kv = n_kv * dh
+    d_ff = float(mc.intermediate_dim) if mc.intermediate_dim > 0 else 4.0 * d
+    moe_layers, dense_layers = _layer_split(mc)
+    d_ff_moe = float(mc.moe_expert_ffn_dim) if mc.moe_expert_ffn_dim > 0 else d_ff
+    d_ff_dense = float(mc.dense_intermediate_dim) if mc.dense_intermediate_dim > 0 else d_ff
+    s, t = float(seq), float(n)
+    qkv = (2 * t) * ((d * d) + ((2 * d) * d_kv))
+    proj = ((2 * t) * d) * d
+    gemm = (qkv + proj) * n_layers
+    ctx = s + (t - 1) / 2.0 if t > 1 else s
+    attn = (((4 * n_heads) * t) * ctx) * dh
+    vec = (((5 * n_heads) * t) * ctx) + ((2 * t) * d)
+    gemm = gemm + attn * n_layers
+    sram = vec * n_layers
+    if moe_layers > 0:
+        gemm = gemm + (((2 * t) * ((2.0 * d) * d_ff_moe)) * float(mc.num_experts_per_tok)) * float(moe_layers)
+    if dense_layers > 0:
+        gemm = gemm + ((2 * t) * ((2.0 * d) * d_ff_dense)) * float(dense_layers)
+    return gemm + sram
+
+
+def _layer_split(mc: ModelConfig) -> tuple[int, int]:
+    if mc.interleave_moe_layer_step > 0 and mc.num_local_experts > 1:
+        moe = mc.num_layers // (mc.interleave_moe_layer_step + 1)
+        return moe, mc.num_layers - moe
+    if mc.num_local_experts > 1:
+        return mc.num_layers, 0
+    return 0, mc.num_layers
+
+
+def _reference_memory(mc: ModelConfig, seq: int, n: int, include_kv: bool) -> tuple[float, float]:
+    """engine.md §4.3 mem(seq, n, includeKV) -> (weights, total)."""
+    d, n_layers = float(mc.hidden_dim), float(mc.num_layers)
+    n_kv = float(mc.num_kv_heads or mc.num_heads)
+    dh = d / float(mc.num_heads)
+    d_kv = n_kv * dh
+    d_ff = float(mc.intermediate_dim) if mc.intermediate_dim > 0 else 4.0 * d
+    moe_layers, dense_layers = _layer_split(mc)
+    d_ff_moe = float(mc.moe_expert_ffn_dim) if mc.moe_expert_ffn_dim > 0 else d_ff
+    d_ff_dense = float(mc.dense_intermediate_dim) if mc.dense_intermediate_dim > 0 else d_ff
+    ewb = mc.weight_bytes_per_param if mc.weight_bytes_per_param > 0 else mc.bytes_per_param
+    s, t, b = float(seq), float(n), mc.bytes_per_param
+    attn_w = (d * (d + (2 * d_kv))) + (d * d)
+    moe_w = 0.0
+    if moe_layers > 0:
+        e, k = float(mc.num_local_experts), float(mc.num_experts_per_tok)
+        n_eff = e * (1.0 - go_pow_int((e - k) / e, n))
+        moe_w = (((2.0 * d) * d_ff_moe) * n_eff) * float(moe_layers)
+    dense_w = ((2.0 * d) * d_ff_dense) * float(dense_layers) if dense_layers > 0 else 0.0
+    weights = ((attn_w * n_layers) + (moe_w + dense_w)) * ewb
+    growth = access = 0.0
+    if include_kv:
+        kvw = (((2 * n_layers) * n_kv) * dh) * b
+        growth = kvw * t
+        access = kvw * s
+    act = ((n_layers * d) * b) * t
+    return weights, ((weights + growth) + access) + act
+
+
+def _reference_step_time(mc, hw, tp, prefill, decode) -> int:
+    """engine.md §4.3 StepTime, straight from the spec."""
+    peak = _peak(mc, hw)
+    tpf = float(tp)
+    if not prefill and not decode:
+        return 1
+    comp = dyn = 0.0
+    for pi, n in prefill:
+        comp += _reference_flops(mc, pi, n) / tpf / (peak * hw.mfu_prefill)
+        weights, total = _reference_memory(mc, pi, n, True)
+        dyn += (total - weights) / tpf
+    for pi in decode:
+        comp += _reference_flops(mc, pi, 1) / tpf / (peak * hw.mfu_decode)
+        weights, total = _reference_memory(mc, pi, 1, True)
+        dyn += (total - weights) / tpf
+    tokens = sum(n for _, n in prefill) + len(decode)
+    memory_time = (_reference_memory(mc, 0, tokens, False)[0] / tpf + dyn) / (hw.bw_peak_tbs * 1e12)
+    return max(1, clamp64(max(comp, memory_time) * 1e6))
+
+
+@pytest.mark.parametrize("model_id", [LLAMA_8B, SCOUT_FP8, "mistralai/mistral-nemo-instruct-2407"])
+def test_step_time_matches_the_spec_transcription_on_random_batches(model_id):
+    mc = Catalog.shipped().model_config(model_id)
+    rng = random.Random(7)
+    for tp in (1, 2, 4):
+        model = RooflineLatency(mc, H100, tp, [0, 0, 0])
+        for _ in range(300):
+            prefill = [(rng.randrange(0, 8000), rng.randrange(1, 2049)) for _ in range(rng.randrange(0, 3))]
+            decode = [rng.randrange(0, 9000) for _ in range(rng.randrange(0, 129))]
+            tokens = sum(n for _, n in prefill)
+            assert model.step_time(tokens, len(decode), prefill, decode) == \
+                _reference_step_time(mc, H100, tp, prefill, decode)
+
+
+def test_reference_formulas_match_the_spec_transcription():
+    for model_id in (LLAMA_8B, SCOUT_FP8):
+        mc = Catalog.shipped().model_config(model_id)
+        model = RooflineLatency(mc, H100, 1, [0, 0, 0])
+        for seq, n in ((0, 1), (0, 1034), (1034, 1), (5000, 37), (0, 2048)):
+            assert model.flops(seq, n) == _reference_flops(mc, seq, n)
+            assert model.memory(seq, n, True) == _reference_memory(mc, seq, n, True)
+            assert model.memory(seq, n, False) == _reference_memory(mc, seq, n, False)
+
+
+def test_fp8_peak_applies_only_to_one_byte_weights():
+    catalog = Catalog.shipped()
+    scout = catalog.model_config(SCOUT_FP8)
+    assert scout.weight_bytes_per_param == 1.0
+    no_fp8 = HardwareConfig(989.5, 0.0, 3.35, 0.45, 0.30, 80.0)
+    fp8 = RooflineLatency(scout, H100, 2, [0, 0, 0]).step_time(1034, 0, [(0, 1034)], [])
+    plain = RooflineLatency(scout, no_fp8, 2, [0, 0, 0]).step_time(1034, 0, [(0, 1034)], [])
+    assert fp8 == 10816 and plain > fp8
+
+
+# -- construction -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("backend", "alpha", "beta", "message"), [
+    ("blackbox", [1, 2], [1, 2, 3], "latency model: AlphaCoeffs requires at least 3 elements, got 2"),
+    ("blackbox", [1, 2, 3], [1, 2], "latency model: BetaCoeffs requires at least 3 elements, got 2"),
+    ("blackbox", [1, math.nan, 3], [1, 2, 3], "latency model: AlphaCoeffs[1] is NaN"),
+    ("blackbox", [1, 2, 3], [1, 2, math.inf], "latency model: BetaCoeffs[2] is Inf"),
+    ("blackbox", [1, 2, 3], [-1.5, 2, 3], "latency model: BetaCoeffs[0] must be non-negative, got -1.500000"),
+    ("roofline", [0, 0, 0], [], "latency model: roofline requires TP > 0, got 0"),
+    ("mystery", [0, 0, 0], [0, 0, 0],
+     'latency model: unknown backend "mystery"; valid options: blackbox, roofline, trained-physics'),
+])
+def test_construction_errors(backend, alpha, beta, message):
+    mc = Catalog.shipped().model_config(LLAMA_8B)
+    with pytest.raises(LatencyConfigError) as info:
+        build_latency_model(backend, alpha, beta, mc, H100, 0)
+    assert str(info.value) == message
+
+
+def test_trained_physics_is_not_supported():
+    with pytest.raises(LatencyConfigError, match="trained-physics backend is not supported"):
+        build_latency_model("trained-physics", [0, 0, 0], [0] * 10, None, None, 1)
+
+
+def test_roofline_construction_validates_the_configs():
+    mc = Catalog.shipped().model_config(LLAMA_8B)
+    broken = HardwareConfig(989.5, 0.0, 0.0, 0.45, 0.30, 80.0)
+    with pytest.raises(LatencyConfigError) as info:
+        build_latency_model("roofline", [0, 0, 0], [], mc, broken, 1)
+    assert str(info.value) == ("latency model: invalid roofline config: "
+                               "HardwareCalib.BwPeakTBs must be a valid positive number, got 0")
+
+
+def test_build_dispatches_and_warns_once_per_blackbox_build():
+    notices = []
+    blackbox = build_latency_model("blackbox", [1, 2, 3], [4, 5, 6], warn=notices.append)
+    assert isinstance(blackbox, BlackboxLatency)
+    assert notices == [BLACKBOX_DEPRECATION_WARNING]
+    mc = Catalog.shipped().model_config(LLAMA_8B)
+    for backend in ("roofline", ""):
+        assert isinstance(build_latency_model(backend, [0, 0, 0], [], mc, H100, 1, warn=notices.append),
+                          RooflineLatency)
+    assert len(notices) == 1
