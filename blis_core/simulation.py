@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import attrs
 
 from blis_core.cluster import Cluster
 from blis_core.config import SimulationConfig
+from blis_core.gorand import PartitionedRNG
 from blis_core.instance import Instance
 from blis_core.kvcache import KVCache, TieredKVCache
 from blis_core.metrics import Summary, cluster_summary, instance_summary
@@ -38,12 +41,21 @@ def _make_kv(config: SimulationConfig):
     return KVCache(kv.total_blocks, kv.block_size)
 
 
+def _construct(cls, params: dict, **services):
+    """Instantiate a policy with its parameters plus the services its constructor asks for
+    (for example ``rng``, the policy's own random stream)."""
+    accepted = inspect.signature(cls).parameters
+    extra = {name: value for name, value in services.items() if name in accepted}
+    return cls(**params, **extra)
+
+
 def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                   audit: bool = False) -> Cluster:
     registry = registry or get_registry()
     policies = config.policies
     admission = registry.get("admission", policies.admission)(**policies.admission_params)
-    routing = registry.get("routing", policies.routing)(**policies.routing_params)
+    routing = _construct(registry.get("routing", policies.routing), policies.routing_params,
+                         rng=PartitionedRNG(config.seed).for_subsystem("router"))
     heap: list = []
     instances = [Instance(i, config.batch, config.latency, _make_kv(config), heap, config.horizon)
                  for i in range(config.num_instances)]

@@ -2,7 +2,7 @@
 
 from blis_core.hookspecs import hookimpl
 from blis_policies.admission import AlwaysAdmit
-from blis_policies.routing import RoundRobin
+from blis_policies.routing import AlwaysBusiest, LeastLoaded, RoundRobin
 
 
 @hookimpl
@@ -12,4 +12,4 @@ def blis_admission_policies():
 
 @hookimpl
 def blis_routing_policies():
-    return [RoundRobin]
+    return [RoundRobin, LeastLoaded, AlwaysBusiest]
