@@ -68,6 +68,7 @@ class Instance:
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop
         self.completed_requests: list = []
         self.itl_counts: Counter = Counter()
+        self.admissions = 0
         self.wait_samples = 0             # sum over steps of the wait-queue length (HOL blocking)
         self.tiered = hasattr(kv, "mirror_count")
 
@@ -328,6 +329,8 @@ class Instance:
             wait.popleft()
             running.append(nxt)
             nxt.scheduled_step = self.step_count
+            self.admissions += 1
+            nxt.batch_seq = self.admissions
             nxt.scheduling_delay = now - nxt.arrival_time
             budget -= n
             nxt.state = RUNNING

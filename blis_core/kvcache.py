@@ -9,8 +9,9 @@ within one run is vanishingly unlikely (about 1e-7 for ten million distinct bloc
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from math import ceil
+
+from blis_core.cputier import CpuTier
 
 ROOT_KEY = 0          # the parent key of a request's first block ("" upstream)
 _NIL = -1             # free-list link terminator
@@ -270,50 +271,45 @@ class KVCache:
 class TieredKVCache(KVCache):
     """GPU block store plus a CPU tier: an LRU of prefix-cache keys that running blocks are
     mirrored into every step, and from which a prompt prefix is reloaded when a GPU allocation
-    fails."""
+    fails (see ``blis_core.cputier``)."""
 
     def __init__(self, total_blocks: int, block_size: int, cpu_blocks: int,
                  bandwidth: float, base_latency: int) -> None:
         super().__init__(total_blocks, block_size)
         if not bandwidth > 0:
             raise ValueError("kv transfer bandwidth must be > 0 when the CPU tier is enabled")
-        self.cpu_capacity = cpu_blocks
-        self.cpu: OrderedDict = OrderedDict()
+        self.cpu = CpuTier(cpu_blocks, self)
         self.reload_cost = base_latency + ceil(block_size / bandwidth)
-        self.cpu_evictions = 0
-        self.mirror_count = 0
         self.cpu_misses = 0
+
+    @property
+    def mirror_count(self) -> int:
+        return self.cpu.stores
+
+    @property
+    def cpu_evictions(self) -> int:
+        return self.cpu.evictions
 
     def cache_hit_rate(self) -> float:
         total = self.cache_hits + self.cache_misses + self.cpu_misses
         return self.cache_hits / total if total > 0 else 0.0
 
     def thrashing_rate(self) -> float:
-        return self.cpu_evictions / self.mirror_count if self.mirror_count > 0 else 0.0
+        stores = self.cpu.stores
+        return self.cpu.evictions / stores if stores > 0 else 0.0
 
     def mirror(self, batch) -> None:
-        cpu = self.cpu
-        key = self.key
-        fill = self.fill
-        bs = self.block_size
-        capacity = self.cpu_capacity
-        touch = cpu.move_to_end
-        for req in batch:
-            own = req.blocks
-            if not own:
-                continue
-            for b in own:
-                k = key[b]
-                if k is None or fill[b] != bs:
-                    continue
-                if k in cpu:
-                    touch(k)
-                else:
-                    if len(cpu) >= capacity:
-                        cpu.popitem(last=False)
-                        self.cpu_evictions += 1
-                    cpu[k] = True
-                    self.mirror_count += 1
+        self.cpu.mirror(batch)
+
+    def _register_full(self, req, b: int, position: int) -> None:
+        KVCache._register_full(self, req, b, position)
+        self.cpu.grew(req)
+
+    def release(self, req) -> None:
+        own = req.blocks
+        if own is not None:
+            self.cpu.released(req, own)
+        KVCache.release(self, req)
 
     def _reload_prefix(self, req) -> bool:
         max_reloads = self.free_count
@@ -331,16 +327,18 @@ class TieredKVCache(KVCache):
             self.key_to_block[k] = b
             self._append_free(b)
             self.pending_transfer_latency += self.reload_cost
-            cpu.move_to_end(k)
+            cpu.touch(k)
             reloaded += 1
         return reloaded > 0
 
     def allocate(self, req, start: int, end: int, cached=None) -> bool:
         if KVCache.allocate(self, req, start, end, cached):
+            self.cpu.grew(req)
             return True
         if not self._reload_prefix(req):
             self.cpu_misses += 1
             return False
+        self.cpu.grew(req)
         bs = self.block_size
         new_cached = self.cached_blocks(req)
         new_start = len(new_cached) * bs

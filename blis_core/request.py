@@ -30,7 +30,7 @@ class Request:
         "state", "progress", "num_new_tokens", "computed", "ttft_set", "first_token_time",
         "itl", "length_capped", "priority", "assigned_instance", "scheduled_step",
         "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
-        "itl_mean", "preemptions",
+        "itl_mean", "preemptions", "batch_seq", "mirrored",
     )
 
     def __init__(
@@ -95,6 +95,8 @@ class Request:
         self.e2e = 0                    # TTFT + sum of ITL entries (+ fixed overhead), at completion
         self.itl_mean = 0.0             # per-request mean ITL in ticks, at completion
         self.preemptions = 0
+        self.batch_seq = 0              # admission order on its instance (= batch order)
+        self.mirrored = 0               # blocks the CPU tier's last mirror covered
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "
