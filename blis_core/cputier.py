@@ -26,12 +26,13 @@ from collections import OrderedDict
 
 
 class CpuTier:
-    def __init__(self, capacity: int, kv) -> None:
+    def __init__(self, capacity: int, kv, lazy: bool = True) -> None:
         self.capacity = capacity
         self.kv = kv
         self.stores = 0            # upstream mirrorCount
         self.evictions = 0
-        self.lazy = True
+        self.allow_lazy = lazy     # False: always block by block (the reference behaviour)
+        self.lazy = lazy
         self.exact: OrderedDict = OrderedDict()
         self.old: OrderedDict = OrderedDict()
         self.active: dict = {}
@@ -181,9 +182,10 @@ class CpuTier:
                 if k in in_cache:
                     order.pop(k, None)
                     order[k] = True
-        for k in self.touched:
-            if k in order:
-                order.move_to_end(k)
+        for k in self.touched:  # reload touches since then are the most recent accesses
+            if k in in_cache:
+                order.pop(k, None)
+                order[k] = True
         return order
 
     def _mirror_exact(self, batch) -> None:
@@ -227,7 +229,7 @@ class CpuTier:
         self.marked.clear()
         # Every referenced key was just touched, so they are the most recent ones: if they all
         # fit, they are all in the tier and the lazy form describes it exactly again.
-        if len(refs) <= capacity:
+        if len(refs) <= capacity and self.allow_lazy:
             self.active = refs
             self.old = OrderedDict((k, True) for k in cpu if k not in refs)
             self.exact = OrderedDict()

@@ -26,6 +26,15 @@ class BatchConfig:
     max_model_len: int = 0
 
 
+_FILL = 0        # a cruiser's decode fills its last block (which gets its prefix-cache key)
+_NEW_BLOCK = 1   # a cruiser's decode needs a new block
+_DONE = 2        # a cruiser completes after this step's execution
+
+
+def _batch_order(req) -> int:
+    return req.batch_seq
+
+
 class InstanceCounters:
     """The per-instance counters upstream's Metrics struct accumulates."""
 
@@ -44,7 +53,8 @@ class Instance:
     """A single serving instance (upstream ``sim.Simulator`` driven by the cluster)."""
 
     def __init__(self, index: int, batch: BatchConfig, latency, kv, heap: list,
-                 horizon: int, priority_policy=None, scheduler=None, on_done=None) -> None:
+                 horizon: int, priority_policy=None, scheduler=None, on_done=None,
+                 cruise: bool = True) -> None:
         self.index = index
         self.id = f"instance_{index}"
         self.batch_config = batch
@@ -69,6 +79,10 @@ class Instance:
         self.completed_requests: list = []
         self.itl_counts: Counter = Counter()
         self.admissions = 0
+        self.cruise = cruise              # False: every request steps explicitly (reference)
+        self.cruisers = 0                 # running requests decoding implicitly
+        self.due: dict = {}               # step -> [(request, epoch, event)] for cruisers
+        self.step_latency = [0]           # token latency (adv + otpt) of each step, by number
         self.wait_samples = 0             # sum over steps of the wait-queue length (HOL blocking)
         self.tiered = hasattr(kv, "mirror_count")
 
@@ -136,6 +150,8 @@ class Instance:
     def timeout(self, req, now: int) -> None:
         if req.state == TIMED_OUT:
             return
+        if req.cruising:
+            self._materialize(req, self.step_count + 1)
         req.state = TIMED_OUT
         self.counters.timed_out += 1
         self.kv.release(req)
@@ -163,18 +179,25 @@ class Instance:
             self.on_done(req, tick)
 
     # -- the step -----------------------------------------------------------------------------
-    def step(self, now: int) -> None:
-        """Upstream Step: form the batch, time it, advance every request, retire finished ones.
+    #
+    # Decoding requests "cruise": once a request is past its prompt, every step it decodes one
+    # token, its ITL gains that step's latency, and its last KV block gains one token. Nothing
+    # else happens to it until its block fills (the block gets its prefix-cache key), it needs
+    # a new block, or it completes, and each of those happens at a step known in advance. A
+    # cruising request is therefore touched only at those steps; its progress, ITL list and the
+    # fill of its last block are brought up to date ("materialized") whenever anything else
+    # needs them. Whenever a step could deviate from that pattern (the token budget could run
+    # out, or an allocation could fail and preempt), every cruiser is materialized first and the
+    # step runs request by request exactly as upstream's does.
 
-        Upstream walks the batch four times (zero, form, execute, complete); here batch formation
-        also accumulates the step-time inputs, and execution and completion share one pass
-        (completion only reads state execution wrote for the same request).
-        """
+    def step(self, now: int) -> None:
+        """Upstream Step: form the batch, time it, advance every request, retire finished ones."""
         wait = self.wait
         if self.running is None and not wait:
             self.step_pending = False
             return
         self.step_count += 1
+        step = self.step_count
         if wait:
             if self.priority_policy is not None:
                 compute = self.priority_policy.compute
@@ -187,7 +210,21 @@ class Instance:
         positions = latency.needs_positions
         prefill = [] if positions else None
         decode = [] if positions else None
-        prefill_tokens, decode_count = self._form_batch(now, prefill, decode)
+        due = None
+        if self.cruisers:
+            explicit = self._cruise_step_ok(step)
+            if explicit is None:
+                self._materialize_all(step)
+            else:
+                due = self.due.pop(step, None)
+        if self.cruisers:
+            prefill_tokens, decode_count, due_now = self._form_batch_cruising(
+                now, step, explicit, due, prefill, decode)
+        else:
+            self.due.pop(step, None)
+            prefill_tokens, decode_count = self._form_batch(now, prefill, decode)
+            explicit = self.running
+            due_now = None
         self.wait_samples += len(self.wait)
         kv = self.kv
         adv = latency.step_time(prefill_tokens, decode_count, prefill, decode)
@@ -196,14 +233,16 @@ class Instance:
         if adv < 1:
             adv = 1
         token_latency = adv + latency.output_token_processing_time()
+        self.step_latency.append(token_latency)
         first_token_at = now + token_latency
         if self.tiered:
             kv.mirror(self.running)
 
-        remaining = []
+        # Execute the explicit requests; completion only reads what execution wrote for the
+        # same request, so all executions may precede all completions.
+        finishing = []
         mml = self.batch_config.max_model_len
-        left_at = now + adv
-        for req in self.running:
+        for req in explicit:
             n_in = req.num_input
             progress = req.progress
             if progress < n_in:
@@ -217,19 +256,38 @@ class Instance:
                 req.ttft_set = True
                 req.first_token_time = first_token_at - req.arrival_time
             n_out = req.num_output
-            if progress >= n_in + (n_out if n_out > 1 else 1) - 1:
+            if (progress >= n_in + (n_out if n_out > 1 else 1) - 1
+                    or (mml > 0 and progress >= mml - 1)):
+                finishing.append(req)
+        if due_now:
+            for req in due_now:
+                self._materialize(req, step + 1)
+            finishing += due_now
+            if len(finishing) > len(due_now):
+                finishing.sort(key=_batch_order)
+
+        left_at = now + adv
+        if finishing:
+            for req in finishing:
+                n_in = req.num_input
+                n_out = req.num_output
+                progress = req.progress
                 req.state = COMPLETED
-                if n_out > 0 and progress < n_in + n_out:
-                    if not kv.allocate(req, progress, progress + 1, None):
-                        self.counters.kv_allocation_failures += 1
+                if progress >= n_in + (n_out if n_out > 1 else 1) - 1:
+                    if n_out > 0 and progress < n_in + n_out:
+                        if not kv.allocate(req, progress, progress + 1, None):
+                            self.counters.kv_allocation_failures += 1
+                else:
+                    self.counters.length_capped += 1
+                    req.length_capped = True
                 self._retire(req, left_at)
-            elif mml > 0 and progress >= mml - 1:
-                self.counters.length_capped += 1
-                req.length_capped = True
-                req.state = COMPLETED
-                self._retire(req, left_at)
-            else:
-                remaining.append(req)
+            remaining = [req for req in self.running if req.state is not COMPLETED]
+        else:
+            remaining = self.running
+        if self.cruise:
+            for req in explicit:
+                if req.state is not COMPLETED and req.progress >= req.num_input:
+                    self._start_cruising(req, step + 1)
 
         if remaining:
             self.running = remaining
@@ -242,6 +300,162 @@ class Instance:
                 self.step_pending = True
             else:
                 self.step_pending = False
+
+    def _start_cruising(self, req, first_step: int) -> None:
+        """From ``first_step`` on, the request decodes implicitly; schedule its known events."""
+        req.cruising = True
+        req.cruise_epoch += 1
+        req.cruise_step = first_step
+        req.cruise_progress = req.progress
+        self.cruisers += 1
+        own = req.blocks
+        bs = self.kv.block_size
+        if own:
+            filled = self.kv.fill[own[-1]]
+            req.tail_step = first_step - 1
+            req.tail_fill = filled
+            if filled < bs:
+                self._schedule(req, first_step + bs - filled - 1, _FILL)
+            else:
+                self._schedule(req, first_step, _NEW_BLOCK)
+        else:
+            self._schedule(req, first_step, _NEW_BLOCK)
+        n_in = req.num_input
+        n_out = req.num_output
+        target = n_in + (n_out if n_out > 1 else 1) - 1
+        mml = self.batch_config.max_model_len
+        if mml > 0 and mml - 1 < target:
+            target = mml - 1
+        self._schedule(req, first_step + target - req.progress - 1, _DONE)
+
+    def _schedule(self, req, step: int, what: int) -> None:
+        bucket = self.due.get(step)
+        entry = (req, req.cruise_epoch, what)
+        if bucket is None:
+            self.due[step] = [entry]
+        else:
+            bucket.append(entry)
+
+    def _materialize(self, req, next_step: int) -> None:
+        """Bring a cruiser's progress, ITL and last-block fill up to the start of ``next_step``
+        and make it an ordinary (explicit) request again."""
+        first = req.cruise_step
+        req.progress = req.cruise_progress + (next_step - first)
+        if next_step > first:
+            req.itl.extend(self.step_latency[first:next_step])
+        own = req.blocks
+        if own and req.tail_step < next_step - 1:
+            self.kv.fill[own[-1]] = req.tail_fill + (next_step - 1 - req.tail_step)
+        req.cruising = False
+        req.cruise_epoch += 1
+        self.cruisers -= 1
+
+    def _materialize_all(self, step: int) -> None:
+        for req in self.running:
+            if req.cruising:
+                self._materialize(req, step)
+        self.due.clear()
+
+    def _cruise_step_ok(self, step: int):
+        """The explicit (prefilling) requests if this step can run with implicit decodes, else
+        None: the budget must not run out before any request and no allocation may fail."""
+        running = self.running
+        explicit = [req for req in running if not req.cruising]
+        batch = self.batch_config
+        long_prefill = batch.long_prefill_threshold
+        mml = batch.max_model_len
+        bs = self.kv.block_size
+        demand = self.cruisers
+        blocks = 0
+        for req in explicit:
+            progress = req.progress
+            n = req.num_input - progress
+            if n > 0:
+                if 0 < long_prefill < n:
+                    n = long_prefill
+                if mml > 0:
+                    n = min(n, max(mml - 1 - progress, 0))
+                demand += n
+                blocks += -(-n // bs) + 1
+            elif req.num_output > 0:
+                return None  # a decoding request that is not cruising: take the exact path
+        if demand >= batch.max_scheduled_tokens:
+            return None
+        bucket = self.due.get(step)
+        if bucket:
+            for req, epoch, what in bucket:
+                if what == _NEW_BLOCK and epoch == req.cruise_epoch:
+                    blocks += 1
+        if blocks > self.kv.free_count:
+            return None
+        return explicit
+
+    def _form_batch_cruising(self, now, step, explicit, due, prefill, decode):
+        """Batch formation while some requests cruise (see the note above ``step``)."""
+        kv = self.kv
+        fill = kv.fill
+        bs = kv.block_size
+        events = []
+        done = []
+        if due:
+            for req, epoch, what in due:
+                if epoch != req.cruise_epoch:
+                    continue
+                if what == _DONE:
+                    done.append(req)
+                else:
+                    events.append((req, what))
+        budget = self.batch_config.max_scheduled_tokens - self.cruisers
+        work = explicit
+        if events:
+            work = explicit + [req for req, _what in events]
+            work.sort(key=_batch_order)
+            kinds = {id(req): what for req, what in events}
+        prefill_tokens = 0
+        long_prefill = self.batch_config.long_prefill_threshold
+        mml = self.batch_config.max_model_len
+        for req in work:
+            if req.cruising:
+                own = req.blocks
+                if kinds[id(req)] == _FILL:
+                    last = own[-1]
+                    fill[last] = bs
+                    kv._register_full(req, last, len(own) - 1)
+                    req.tail_step = step
+                    req.tail_fill = bs
+                    self._schedule(req, step + 1, _NEW_BLOCK)
+                else:
+                    kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
+                    req.tail_step = step
+                    req.tail_fill = 1
+                    if bs > 1:
+                        self._schedule(req, step + bs - 1, _FILL)
+                    else:
+                        self._schedule(req, step + 1, _NEW_BLOCK)
+                continue
+            progress = req.progress
+            n = req.num_input - progress
+            if n > 0:
+                if 0 < long_prefill < n:
+                    n = long_prefill
+                if mml > 0:
+                    n = min(n, max(mml - 1 - progress, 0))
+                kv.allocate(req, progress, progress + n, None)
+                budget -= n
+                req.num_new_tokens = n
+                req.computed += n
+                if n > 0:
+                    prefill_tokens += n
+                    if prefill is not None:
+                        prefill.append((progress, n))
+        decode_count = self.cruisers
+        if decode is not None:
+            decode.extend(req.cruise_progress + (step - req.cruise_step)
+                          for req in self.running if req.cruising)
+        before = len(self.running)
+        admitted_tokens, admitted_decodes = self._admit(now, budget, prefill, decode)
+        explicit.extend(self.running[before:])
+        return prefill_tokens + admitted_tokens, decode_count + admitted_decodes, done
 
     def _form_batch(self, now: int, prefill: list | None, decode: list | None) -> tuple[int, int]:
         """Upstream FormBatch. Returns the scheduled prefill tokens and decode requests, and fills
@@ -311,8 +525,21 @@ class Instance:
         # Phase 2: admit from the head of the wait queue (FCFS, head-of-line blocking).
         if self._preempted:
             return prefill_tokens, decode_count
+        admitted_tokens, admitted_decodes = self._admit(now, budget, prefill, decode)
+        return prefill_tokens + admitted_tokens, decode_count + admitted_decodes
+
+    def _admit(self, now: int, budget: int, prefill, decode) -> tuple[int, int]:
+        """Phase 2 of batch formation: admit from the wait-queue head while budget and room last."""
+        running = self.running
         wait = self.wait
+        kv = self.kv
+        bs = kv.block_size
+        batch = self.batch_config
+        long_prefill = batch.long_prefill_threshold
+        mml = batch.max_model_len
         max_running = batch.max_running
+        prefill_tokens = 0
+        decode_count = 0
         while len(running) < max_running and wait and budget > 0:
             nxt = wait[0]
             cached = kv.cached_blocks(nxt)
@@ -436,6 +663,8 @@ class Instance:
 
     # -- end of run ---------------------------------------------------------------------------
     def finalize(self) -> None:
+        if self.cruisers:
+            self._materialize_all(self.step_count + 1)
         counters = self.counters
         counters.still_queued = len(self.wait)
         counters.still_running = len(self.running) if self.running else 0

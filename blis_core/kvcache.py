@@ -255,6 +255,19 @@ class KVCache:
                     p += take
         return True
 
+    def append_decode_block(self, req, position: int) -> None:
+        """A decoding request's token at ``position`` starts a new block (the caller knows a
+        free block exists and the request's last block, if any, is full)."""
+        b = self._pop_free()
+        self.fill[b] = 1
+        self.origin[b] = position
+        self.refcount[b] = 1
+        self.cache_misses += 1
+        if req.blocks is None:
+            req.blocks = [b]
+        else:
+            req.blocks.append(b)
+
     def release(self, req) -> None:
         """Drop the request's references, last block first, so its prefix is evicted last."""
         own = req.blocks
@@ -274,11 +287,11 @@ class TieredKVCache(KVCache):
     fails (see ``blis_core.cputier``)."""
 
     def __init__(self, total_blocks: int, block_size: int, cpu_blocks: int,
-                 bandwidth: float, base_latency: int) -> None:
+                 bandwidth: float, base_latency: int, lazy_mirror: bool = True) -> None:
         super().__init__(total_blocks, block_size)
         if not bandwidth > 0:
             raise ValueError("kv transfer bandwidth must be > 0 when the CPU tier is enabled")
-        self.cpu = CpuTier(cpu_blocks, self)
+        self.cpu = CpuTier(cpu_blocks, self, lazy_mirror)
         self.reload_cost = base_latency + ceil(block_size / bandwidth)
         self.cpu_misses = 0
 
@@ -303,6 +316,10 @@ class TieredKVCache(KVCache):
 
     def _register_full(self, req, b: int, position: int) -> None:
         KVCache._register_full(self, req, b, position)
+        self.cpu.grew(req)
+
+    def append_decode_block(self, req, position: int) -> None:
+        KVCache.append_decode_block(self, req, position)
         self.cpu.grew(req)
 
     def release(self, req) -> None:

@@ -31,6 +31,7 @@ class Request:
         "itl", "length_capped", "priority", "assigned_instance", "scheduled_step",
         "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
         "itl_mean", "preemptions", "batch_seq", "mirrored",
+        "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
     )
 
     def __init__(
@@ -97,6 +98,13 @@ class Request:
         self.preemptions = 0
         self.batch_seq = 0              # admission order on its instance (= batch order)
         self.mirrored = 0               # blocks the CPU tier's last mirror covered
+        # Implicit decoding (see Instance.step): from cruise_step on, one token per step.
+        self.cruising = False
+        self.cruise_epoch = 0           # invalidates scheduled events when cruising stops
+        self.cruise_step = 0
+        self.cruise_progress = 0
+        self.tail_step = 0              # the last block held tail_fill tokens after this step
+        self.tail_fill = 0
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "

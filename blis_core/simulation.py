@@ -33,11 +33,12 @@ class SimulationResult:
         return list(merged.values())
 
 
-def _make_kv(config: SimulationConfig):
+def _make_kv(config: SimulationConfig, reference: bool):
     kv = config.kv
     if kv.cpu_blocks > 0:
         return TieredKVCache(kv.total_blocks, kv.block_size, kv.cpu_blocks,
-                             kv.transfer_bandwidth, kv.transfer_base_latency)
+                             kv.transfer_bandwidth, kv.transfer_base_latency,
+                             lazy_mirror=not reference)
     return KVCache(kv.total_blocks, kv.block_size)
 
 
@@ -50,14 +51,17 @@ def _construct(cls, params: dict, **services):
 
 
 def build_cluster(config: SimulationConfig, sessions=None, registry=None,
-                  audit: bool = False) -> Cluster:
+                  audit: bool = False, reference: bool = False) -> Cluster:
+    """``reference`` turns off the engine's shortcuts (implicit decoding, lazy CPU-tier
+    mirroring) so tests can check that they change nothing."""
     registry = registry or get_registry()
     policies = config.policies
     admission = registry.get("admission", policies.admission)(**policies.admission_params)
     routing = _construct(registry.get("routing", policies.routing), policies.routing_params,
                          rng=PartitionedRNG(config.seed).for_subsystem("router"))
     heap: list = []
-    instances = [Instance(i, config.batch, config.latency, _make_kv(config), heap, config.horizon)
+    instances = [Instance(i, config.batch, config.latency, _make_kv(config, reference), heap,
+                          config.horizon, cruise=not reference)
                  for i in range(config.num_instances)]
     return Cluster(instances, admission, routing, horizon=config.horizon,
                    admission_latency=config.admission_latency,
@@ -66,12 +70,12 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
 
 
 def simulate(config: SimulationConfig, requests, sessions=None, *, registry=None,
-             audit: bool = False) -> SimulationResult:
+             audit: bool = False, reference: bool = False) -> SimulationResult:
     """Run ``requests`` (sorted by arrival) through a fresh cluster built from ``config``.
 
     ``audit`` checks the clock and the KV books after every event (slow; for tests).
     """
-    cluster = build_cluster(config, sessions, registry, audit)
+    cluster = build_cluster(config, sessions, registry, audit, reference)
     cluster.run(requests)
     instances = cluster.instances
     return SimulationResult(config, instances, cluster, cluster_summary(instances),

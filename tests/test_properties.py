@@ -124,3 +124,20 @@ def test_same_seed_gives_identical_output(scenario):
     second = simulate(config, fresh(requests))
     assert go_json(first.summary.output(with_requests=True)) == \
         go_json(second.summary.output(with_requests=True))
+
+
+@SETTINGS
+@given(scenarios())
+def test_engine_shortcuts_change_nothing(scenario):
+    # Implicit decoding and lazy CPU-tier mirroring must reproduce the request-by-request,
+    # block-by-block reference exactly: every summary number, every record, the tier's counts.
+    config, requests = scenario
+    fast = simulate(config, fresh(requests))
+    slow = simulate(config, fresh(requests), reference=True)
+    assert go_json(fast.summary.output(with_requests=True)) == \
+        go_json(slow.summary.output(with_requests=True))
+    for a, b in zip(fast.instances, slow.instances):
+        assert a.kv.thrashing_rate() == b.kv.thrashing_rate()
+        assert getattr(a.kv, "mirror_count", 0) == getattr(b.kv, "mirror_count", 0)
+        assert a.kv.cache_hit_rate() == b.kv.cache_hit_rate()
+        assert a.kv.free_count == b.kv.free_count

@@ -1,0 +1,158 @@
+"""The CPU tier's lazy mirroring equals upstream's block-by-block LRU, step for step.
+
+A random batch evolves (admissions, blocks filling, departures, reload touches) and after each
+mirror the tier's store and eviction counts and its contents must equal a plain ordered-dict
+LRU touched block by block, which is upstream's definition.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from types import SimpleNamespace
+
+from hypothesis import given, settings, strategies as st
+
+from blis_core.cputier import CpuTier
+
+BS = 4
+
+
+class ReferenceTier:
+    """Upstream's mirror, literally."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.lru: OrderedDict = OrderedDict()
+        self.stores = 0
+        self.evictions = 0
+
+    def mirror(self, batch, kv) -> None:
+        for req in batch:
+            for b in req.blocks or ():
+                k = kv.key[b]
+                if k is None or kv.fill[b] != kv.block_size:
+                    continue
+                if k in self.lru:
+                    self.lru.move_to_end(k)
+                else:
+                    if len(self.lru) >= self.capacity:
+                        self.lru.popitem(last=False)
+                        self.evictions += 1
+                    self.lru[k] = True
+                    self.stores += 1
+
+    def touch(self, k) -> None:
+        if k in self.lru:
+            self.lru.move_to_end(k)
+
+
+def contents(tier: CpuTier) -> set:
+    return set(tier.active) | set(tier.old) if tier.lazy else set(tier.exact)
+
+
+ops = st.lists(st.tuples(st.sampled_from(["admit", "grow", "grow", "leave", "touch", "step",
+                                          "step"]),
+                         st.integers(0, 10**6)), min_size=1, max_size=150)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 3), ops)
+def test_lazy_mirror_equals_block_by_block_lru(capacity, groups, operations):
+    kv = SimpleNamespace(key=[], fill=[], block_size=BS)
+    tier = CpuTier(capacity, kv)
+    reference = ReferenceTier(capacity)
+    batch: list = []
+    next_key = [10_000]
+    seq = [0]
+
+    def new_block(k):
+        kv.key.append(k)
+        kv.fill.append(BS)
+        return len(kv.key) - 1
+
+    def fresh_key():
+        next_key[0] += 1
+        return next_key[0]
+
+    for op, value in operations:
+        if op == "admit" and len(batch) < 8:
+            group = value % groups
+            # a shared prefix (keys equal across the group) followed by unique blocks
+            blocks = [new_block(group * 100 + i) for i in range(value % 5 // 3)]
+            blocks += [new_block(fresh_key()) for _ in range(value % 3)]
+            seq[0] += 1
+            req = SimpleNamespace(blocks=blocks, state="running", batch_seq=seq[0], mirrored=0)
+            batch.append(req)
+            tier.grew(req)
+        elif op == "grow" and batch:
+            # As in the engine, only a request's last block can be partial: fill it, or
+            # start a new (partial or full) block.
+            req = batch[value % len(batch)]
+            if req.blocks and kv.fill[req.blocks[-1]] < BS:
+                kv.fill[req.blocks[-1]] = BS
+            else:
+                b = new_block(fresh_key())
+                kv.fill[b] = BS if value % 2 else BS - 1
+                req.blocks.append(b)
+            tier.grew(req)
+        elif op == "leave" and batch:
+            req = batch.pop(value % len(batch))
+            tier.released(req, req.blocks)
+            req.state = "completed"
+            req.blocks = None
+        elif op == "touch" and kv.key:
+            k = kv.key[value % len(kv.key)]
+            if k in reference.lru:
+                assert k in tier
+                tier.touch(k)
+                reference.touch(k)
+            else:
+                assert k not in tier
+        elif op == "step":
+            tier.mirror(batch)
+            reference.mirror(batch, kv)
+            assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
+            assert contents(tier) == set(reference.lru)
+            if tier.lazy:
+                # the untouched old keys are exactly the least recent ones, in order
+                old = list(tier.old)
+                assert list(reference.lru)[:len(old)] == old
+    tier.mirror(batch)
+    reference.mirror(batch, kv)
+    assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
+    assert contents(tier) == set(reference.lru)
+
+
+def test_eviction_never_guesses_the_order_of_keys_it_does_not_track():
+    # x and a are mirrored every step; t, an old key, was just touched by a reload, so it is
+    # the most recent of all. x's request then grows a block n. Upstream touches x, stores n
+    # (evicting a, now the least recent), then stores a again (evicting t): two stores and two
+    # evictions, where evicting t first would save one of each.
+    kv = SimpleNamespace(key=[], fill=[], block_size=BS)
+    tier = CpuTier(3, kv)
+    reference = ReferenceTier(3)
+    for k in ("t", "x", "a"):
+        kv.key.append(k)
+        kv.fill.append(BS)
+    old = SimpleNamespace(blocks=[0], state="running", batch_seq=0, mirrored=0)
+    tier.grew(old)
+    tier.mirror([old])
+    reference.mirror([old], kv)
+    tier.released(old, old.blocks)
+    requests = [SimpleNamespace(blocks=[i], state="running", batch_seq=i, mirrored=0)
+                for i in (1, 2)]
+    for req in requests:
+        tier.grew(req)
+    for _ in range(2):
+        tier.mirror(requests)
+        reference.mirror(requests, kv)
+    tier.touch("t")
+    reference.touch("t")
+    kv.key.append("n")
+    kv.fill.append(BS)
+    requests[0].blocks.append(3)
+    tier.grew(requests[0])
+    tier.mirror(requests)
+    reference.mirror(requests, kv)
+    assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions) == (5, 2)
+    assert contents(tier) == set(reference.lru) == {"x", "n", "a"}
