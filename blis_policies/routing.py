@@ -22,8 +22,10 @@ class RoundRobin:
 
 
 class LeastLoaded:
-    """Send each request to the instance with the least effective load (queued + running +
-    in flight); ties are broken with the router random stream."""
+    """Send each request to the least loaded instance (queued + running + in flight).
+
+    Ties are broken with the router random stream, as upstream does.
+    """
 
     name = "least-loaded"
 
