@@ -6,6 +6,7 @@ unchanged. Bad input ends with one line on stderr naming the flag or field, and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,6 +28,10 @@ log = logging.getLogger("blis")
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
               "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
               "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+
+
+# Integer flags are int64 upstream; larger values are rejected by the flag parser.
+INT64 = click.IntRange(-(2**63), 2**63 - 1)
 
 
 class UsageError(Exception):
@@ -78,30 +83,30 @@ def engine_options(func):
         click.option("--alpha-coeffs", multiple=True, help="Comma-separated alpha coefficients (repeat to append)."),
         click.option("--beta-coeffs", multiple=True, help="Comma-separated beta coefficients (repeat to append)."),
         click.option("--hardware", default="", help="GPU type (default from the model's catalog entry)."),
-        click.option("--tp", default=0, type=int, help="Tensor parallelism (default from the catalog)."),
+        click.option("--tp", default=0, type=INT64, help="Tensor parallelism (default from the catalog)."),
         click.option("--vllm-version", default="", help="vLLM version used to select coefficients."),
         click.option("--gpu-memory-utilization", default=0.9, type=float, help="GPU memory fraction for KV (0, 1]."),
         click.option("--model-config-folder", default="", help="Folder with a HuggingFace config.json."),
         click.option("--hardware-config", default="", help="GPU specification JSON (upstream format)."),
         click.option("--defaults-filepath", default="defaults.yaml", help="Upstream defaults.yaml (default: the shipped catalog)."),
-        click.option("--seed", default=42, type=int, help="Master random seed."),
-        click.option("--horizon", default=MAX_TICK, type=int, help="Simulation horizon in microseconds."),
+        click.option("--seed", default=42, type=INT64, help="Master random seed."),
+        click.option("--horizon", default=MAX_TICK, type=INT64, help="Simulation horizon in microseconds."),
         click.option("--log", "log_level", default="warn", help="Log level on stderr."),
-        click.option("--total-kv-blocks", default=1_000_000, type=int, help="GPU KV blocks per instance (auto-derived when omitted)."),
-        click.option("--block-size-in-tokens", default=16, type=int, help="Tokens per KV block."),
-        click.option("--max-num-running-reqs", default=256, type=int, help="Maximum running requests per instance."),
-        click.option("--max-num-scheduled-tokens", default=2048, type=int, help="Token budget per step."),
-        click.option("--long-prefill-token-threshold", default=0, type=int, help="Prefill chunk cap (0 = off)."),
-        click.option("--max-model-len", default=0, type=int, help="Maximum sequence length (0 = unlimited; roofline derives it)."),
-        click.option("--kv-cpu-blocks", default=0, type=int, help="CPU-tier KV blocks (0 = single tier)."),
+        click.option("--total-kv-blocks", default=1_000_000, type=INT64, help="GPU KV blocks per instance (auto-derived when omitted)."),
+        click.option("--block-size-in-tokens", default=16, type=INT64, help="Tokens per KV block."),
+        click.option("--max-num-running-reqs", default=256, type=INT64, help="Maximum running requests per instance."),
+        click.option("--max-num-scheduled-tokens", default=2048, type=INT64, help="Token budget per step."),
+        click.option("--long-prefill-token-threshold", default=0, type=INT64, help="Prefill chunk cap (0 = off)."),
+        click.option("--max-model-len", default=0, type=INT64, help="Maximum sequence length (0 = unlimited; roofline derives it)."),
+        click.option("--kv-cpu-blocks", default=0, type=INT64, help="CPU-tier KV blocks (0 = single tier)."),
         click.option("--kv-offload-threshold", default=0.9, type=float, help="Deprecated; accepted for compatibility."),
         click.option("--kv-transfer-bandwidth", default=100.0, type=float, help="CPU->GPU reload bandwidth in blocks per tick."),
-        click.option("--kv-transfer-base-latency", default=0, type=int, help="Fixed CPU->GPU reload latency in ticks."),
-        click.option("--num-instances", default=1, type=int, help="Number of serving instances."),
+        click.option("--kv-transfer-base-latency", default=0, type=INT64, help="Fixed CPU->GPU reload latency in ticks."),
+        click.option("--num-instances", default=1, type=INT64, help="Number of serving instances."),
         click.option("--admission-policy", default="always-admit", help="Admission policy plugin name."),
-        click.option("--admission-latency", default=0, type=int, help="Admission decision latency (ticks)."),
+        click.option("--admission-latency", default=0, type=INT64, help="Admission decision latency (ticks)."),
         click.option("--routing-policy", default="round-robin", help="Routing policy plugin name."),
-        click.option("--routing-latency", default=0, type=int, help="Routing decision latency (ticks)."),
+        click.option("--routing-latency", default=0, type=INT64, help="Routing decision latency (ticks)."),
         click.option("--trace-output", default="", help="Write the run as TraceV2: PREFIX.yaml + PREFIX.csv."),
     ]
     for option in reversed(options):
@@ -114,11 +119,23 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at emit time (tests and embedding callers swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+
+
 def _setup_logging(level: str) -> None:
+    """Configure the ``blis`` logger for this run; safe to call once per run in one process."""
     if level not in LOG_LEVELS:
         fail(f"--log: invalid log level {level!r} (use trace, debug, info, warn, error, fatal or panic)")
-    logging.basicConfig(stream=sys.stderr, level=LOG_LEVELS[level],
-                        format="level=%(levelname)s msg=%(message)s")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("level=%(levelname)s msg=%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(LOG_LEVELS[level])
 
 
 def _resolve(ctx: click.Context, p: dict):
@@ -263,18 +280,18 @@ def main_group() -> None:
 @click.option("--workload", default="distribution", help="Workload generator: distribution or a preset (chatbot, summarization, contentgen, multidoc).")
 @click.option("--workload-spec", default="", help="Workload specification YAML (overrides --workload).")
 @click.option("--rate", default=1.0, type=float, help="Arrival rate in requests per second.")
-@click.option("--num-requests", default=100, type=int, help="Number of requests to generate.")
-@click.option("--concurrency", default=0, type=int, help="Closed-loop concurrency (instead of --rate).")
-@click.option("--think-time-ms", default=0, type=int, help="Closed-loop think time in ms.")
-@click.option("--prefix-tokens", default=0, type=int, help="Shared prefix length in tokens.")
-@click.option("--prompt-tokens", default=512, type=int, help="Mean prompt length.")
-@click.option("--prompt-tokens-stdev", default=256, type=int, help="Prompt length standard deviation.")
-@click.option("--prompt-tokens-min", default=2, type=int, help="Minimum prompt length.")
-@click.option("--prompt-tokens-max", default=7000, type=int, help="Maximum prompt length.")
-@click.option("--output-tokens", default=512, type=int, help="Mean output length.")
-@click.option("--output-tokens-stdev", default=256, type=int, help="Output length standard deviation.")
-@click.option("--output-tokens-min", default=2, type=int, help="Minimum output length.")
-@click.option("--output-tokens-max", default=7000, type=int, help="Maximum output length.")
+@click.option("--num-requests", default=100, type=INT64, help="Number of requests to generate.")
+@click.option("--concurrency", default=0, type=INT64, help="Closed-loop concurrency (instead of --rate).")
+@click.option("--think-time-ms", default=0, type=INT64, help="Closed-loop think time in ms.")
+@click.option("--prefix-tokens", default=0, type=INT64, help="Shared prefix length in tokens.")
+@click.option("--prompt-tokens", default=512, type=INT64, help="Mean prompt length.")
+@click.option("--prompt-tokens-stdev", default=256, type=INT64, help="Prompt length standard deviation.")
+@click.option("--prompt-tokens-min", default=2, type=INT64, help="Minimum prompt length.")
+@click.option("--prompt-tokens-max", default=7000, type=INT64, help="Maximum prompt length.")
+@click.option("--output-tokens", default=512, type=INT64, help="Mean output length.")
+@click.option("--output-tokens-stdev", default=256, type=INT64, help="Output length standard deviation.")
+@click.option("--output-tokens-min", default=2, type=INT64, help="Minimum output length.")
+@click.option("--output-tokens-max", default=7000, type=INT64, help="Maximum output length.")
 @click.option("--metrics-path", default="", help="Write the summary plus per-request records as JSON.")
 @click.pass_context
 def run_command(ctx: click.Context, **p) -> None:
@@ -287,7 +304,8 @@ def run_command(ctx: click.Context, **p) -> None:
         config = attrs.evolve(config, horizon=workload.horizon)
     _execute(config, workload, metrics_path=p["metrics_path"])
     if p["trace_output"]:
-        write_run_trace(p["trace_output"], workload, config)
+        with _output_errors("--trace-output", p["trace_output"]):
+            write_run_trace(p["trace_output"], workload, config)
 
 
 @main_group.command("replay")
@@ -304,9 +322,21 @@ def replay_command(ctx: click.Context, **p) -> None:
     workload = build_replay_workload(p)
     result = _execute(config, workload, metrics_path="")
     if p["results_path"]:
-        write_replay_results(p["results_path"], result)
+        with _output_errors("--results-path", p["results_path"]):
+            write_replay_results(p["results_path"], result)
     if p["trace_output"]:
-        write_run_trace(p["trace_output"], workload, config)
+        with _output_errors("--trace-output", p["trace_output"]):
+            write_run_trace(p["trace_output"], workload, config)
+
+
+@contextlib.contextmanager
+def _output_errors(flag: str, path: str):
+    """An output file that cannot be written is bad input of ``flag``: name the flag and the
+    path the user gave (not the temporary file the atomic write failed on)."""
+    try:
+        yield
+    except OSError as exc:
+        fail(f"{flag}: cannot write {path}: {exc.strerror or exc}")
 
 
 def _execute(config: SimulationConfig, workload, metrics_path: str):
@@ -315,7 +345,8 @@ def _execute(config: SimulationConfig, workload, metrics_path: str):
     result = simulate(config, workload.requests, workload.sessions)
     print_report(result)
     if metrics_path:
-        write_atomically(metrics_path, go_json(result.summary.output(with_requests=True)))
+        with _output_errors("--metrics-path", metrics_path):
+            write_atomically(metrics_path, go_json(result.summary.output(with_requests=True)))
         log.info("Metrics written to: %s", metrics_path)
     return result
 
@@ -366,6 +397,9 @@ def main(argv=None) -> None:
     except ValueError as exc:
         # Validation errors of configuration objects (attrs validators, spec loaders).
         _die(str(exc))
+    except OverflowError as exc:
+        # An integer flag too large to size anything with (e.g. --total-kv-blocks 1e23 as digits).
+        _die(f"value out of range: {exc}")
     except OSError as exc:
         _die(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     except KeyboardInterrupt:
@@ -373,6 +407,8 @@ def main(argv=None) -> None:
 
 
 def _die(message: str) -> None:
+    # Exactly one line, whatever the exception text looked like.
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     sys.stderr.write(f"blis: error: {message}\n")
     sys.exit(2)
 
