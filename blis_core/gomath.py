@@ -16,6 +16,7 @@ __all__ = [
     "format_go_float",
     "go_exp",
     "go_log",
+    "go_pow",
     "go_pow_int",
     "go_round",
     "trunc_int64",
@@ -144,28 +145,50 @@ def go_round(x: float) -> float:
     return _from_bits(bits)
 
 
-def go_pow_int(x: float, n: int) -> float:
-    """Go's ``math.Pow(x, float64(n))`` for an integer ``n >= 0``.
+def go_pow(x: float, y: float) -> float:
+    """Go's ``math.Pow`` (pure Go on amd64; libm's pow rounds differently in the last bit).
 
-    Go multiplies the frexp mantissas by repeated squaring and keeps the binary exponent apart,
-    which rounds differently from libm's ``pow``.
+    Ported for the finite, positive-base cases blis uses (roofline MoE weights, the workload
+    samplers); the special cases are delegated to ``math.pow``, which agrees with Go on them.
     """
-    if n < 0:
-        raise ValueError(f"go_pow_int needs a non-negative exponent, got {n}")
-    if n == 0 or x == 1:
+    if y == 0 or x == 1:
         return 1.0
-    if n == 1:
+    if y == 1:
         return x
+    if x != x or y != y:
+        return math.nan
+    if x == 0 or math.isinf(x) or math.isinf(y):
+        try:
+            return math.pow(x, y)    # special cases: libm and Go agree on these exactly
+        except (ValueError, ZeroDivisionError):
+            return math.inf          # Pow(±0, y < 0): Go returns +Inf where Python raises
+    yf, yi = math.modf(abs(y))
+    if x < 0 and yf != 0:
+        return math.nan
+    if y == 0.5:
+        return math.sqrt(x)
+    if y == -0.5:
+        return 1 / math.sqrt(x)
+    if yi >= 2.0**63:
+        if (abs(x) < 1) == (y > 0):
+            return 0.0
+        return math.inf
     a1 = 1.0
     ae = 0
+    if yf != 0:
+        if yf > 0.5:
+            yf -= 1
+            yi += 1
+        a1 = go_exp(yf * go_log(x))
+    # Repeated squaring of the frexp mantissa, the binary exponent kept apart.
     x1, xe = math.frexp(x)
-    i = n
+    i = int(yi)
     while i != 0:
-        if xe < -4096 or xe > 4096:
+        if xe < -(1 << 12) or (1 << 12) < xe:
             # Certain overflow or underflow: Go lets Ldexp saturate.
             ae += xe
             break
-        if i & 1:
+        if i & 1 == 1:
             a1 *= x1
             ae += xe
         x1 *= x1
@@ -174,11 +197,24 @@ def go_pow_int(x: float, n: int) -> float:
             x1 += x1
             xe -= 1
         i >>= 1
+    if y < 0:
+        a1 = 1 / a1
+        ae = -ae
     try:
         return math.ldexp(a1, ae)
     except OverflowError:
-        # Go's Ldexp returns a signed infinity where Python raises.
-        return math.copysign(math.inf, a1)
+        return math.copysign(math.inf, a1)  # Go's Ldexp saturates to a signed infinity
+
+
+def go_pow_int(x: float, n: int) -> float:
+    """Go's ``math.Pow(x, float64(n))`` for an integer ``n >= 0`` (the roofline's MoE term).
+
+    Go multiplies the frexp mantissas by repeated squaring and keeps the binary exponent apart,
+    which rounds differently from libm's ``pow``.
+    """
+    if n < 0:
+        raise ValueError(f"go_pow_int needs a non-negative exponent, got {n}")
+    return go_pow(x, float(n))
 
 
 def trunc_int64(x: float) -> int:

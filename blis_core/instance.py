@@ -301,6 +301,19 @@ class Instance:
             else:
                 self.step_pending = False
 
+    def _chunk(self, remaining: int, start: int, budget: int) -> int:
+        """Prompt tokens to schedule from position ``start``: the remaining ones, capped by the
+        long-prefill threshold, the budget and the room left below MaxModelLen."""
+        batch = self.batch_config
+        n = remaining
+        if 0 < batch.long_prefill_threshold < n:
+            n = batch.long_prefill_threshold
+        if n > budget:
+            n = budget
+        if batch.max_model_len > 0:
+            n = min(n, max(batch.max_model_len - 1 - start, 0))
+        return n
+
     def _start_cruising(self, req, first_step: int) -> None:
         """From ``first_step`` on, the request decodes implicitly; schedule its known events."""
         req.cruising = True
@@ -362,8 +375,6 @@ class Instance:
         running = self.running
         explicit = [req for req in running if not req.cruising]
         batch = self.batch_config
-        long_prefill = batch.long_prefill_threshold
-        mml = batch.max_model_len
         bs = self.kv.block_size
         demand = self.cruisers
         blocks = 0
@@ -371,10 +382,7 @@ class Instance:
             progress = req.progress
             n = req.num_input - progress
             if n > 0:
-                if 0 < long_prefill < n:
-                    n = long_prefill
-                if mml > 0:
-                    n = min(n, max(mml - 1 - progress, 0))
+                n = self._chunk(n, progress, n)
                 demand += n
                 blocks += -(-n // bs) + 1
             elif req.num_output > 0:
@@ -412,8 +420,6 @@ class Instance:
             work.sort(key=_batch_order)
             kinds = {id(req): what for req, what in events}
         prefill_tokens = 0
-        long_prefill = self.batch_config.long_prefill_threshold
-        mml = self.batch_config.max_model_len
         for req in work:
             if req.cruising:
                 own = req.blocks
@@ -436,10 +442,8 @@ class Instance:
             progress = req.progress
             n = req.num_input - progress
             if n > 0:
-                if 0 < long_prefill < n:
-                    n = long_prefill
-                if mml > 0:
-                    n = min(n, max(mml - 1 - progress, 0))
+                # The step check guarantees the budget lasts: no budget cap here.
+                n = self._chunk(n, progress, n)
                 kv.allocate(req, progress, progress + n, None)
                 budget -= n
                 req.num_new_tokens = n
@@ -468,7 +472,6 @@ class Instance:
             running = self.running = []
         batch = self.batch_config
         budget = batch.max_scheduled_tokens
-        long_prefill = batch.long_prefill_threshold
         mml = batch.max_model_len
         kv = self.kv
         fill = kv.fill
@@ -488,12 +491,7 @@ class Instance:
             progress = req.progress
             n = n_in - progress
             if n > 0:
-                if 0 < long_prefill < n:
-                    n = long_prefill
-                if n > budget:
-                    n = budget
-                if mml > 0:
-                    n = min(n, max(mml - 1 - progress, 0))
+                n = self._chunk(n, progress, budget)
                 if not self._reserve(req, n):
                     break
                 budget -= n
@@ -535,8 +533,6 @@ class Instance:
         kv = self.kv
         bs = kv.block_size
         batch = self.batch_config
-        long_prefill = batch.long_prefill_threshold
-        mml = batch.max_model_len
         max_running = batch.max_running
         prefill_tokens = 0
         decode_count = 0
@@ -544,13 +540,7 @@ class Instance:
             nxt = wait[0]
             cached = kv.cached_blocks(nxt)
             start = len(cached) * bs
-            n = nxt.num_input - start
-            if 0 < long_prefill < n:
-                n = long_prefill
-            if n > budget:
-                n = budget
-            if mml > 0:
-                n = min(n, max(mml - 1 - start, 0))
+            n = self._chunk(nxt.num_input - start, start, budget)
             if not kv.allocate(nxt, start, start + n, cached):
                 break
             wait.popleft()

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from blis_core.gomath import go_exp, go_log, go_round, trunc_int64
+from blis_core.gomath import go_exp, go_log, go_pow, go_round, trunc_int64
 from blis_core.gorand import GoRand
 # The ziggurat tables are private to gorand; BlockRand evaluates the same algorithm on words it
 # fetched in bulk, so it needs the same constants rather than a second copy of them.
@@ -43,7 +43,6 @@ __all__ = [
     "PoissonArrival",
     "WeibullArrival",
     "arrival_sampler",
-    "go_pow",
     "length_sampler",
     "round_half_away",
 ]
@@ -181,59 +180,6 @@ class BlockRand:
             if v <= _TOKEN_LIMIT:
                 out.append(v % MAX_TOKEN_ID)
         return np.array(out, dtype=np.int32)
-
-
-# --------------------------------------------------------------------------------------------
-# Go's math.Pow (pure Go on amd64; libm's pow rounds differently in the last bit).
-
-def go_pow(x: float, y: float) -> float:
-    """Go's ``math.Pow`` for the finite, positive-base cases the samplers use."""
-    if y == 0 or x == 1:
-        return 1.0
-    if y == 1:
-        return x
-    if x != x or y != y:
-        return math.nan
-    if x == 0 or math.isinf(x) or math.isinf(y) or x < 0:
-        return math.pow(x, y)        # special cases: libm and Go agree on these exactly
-    if y == 0.5:
-        return math.sqrt(x)
-    if y == -0.5:
-        return 1 / math.sqrt(x)
-    yf, yi = math.modf(abs(y))
-    if yi >= 2.0**63:
-        if (abs(x) < 1) == (y > 0):
-            return 0.0
-        return math.inf
-    a1 = 1.0
-    ae = 0
-    if yf != 0:
-        if yf > 0.5:
-            yf -= 1
-            yi += 1
-        a1 = go_exp(yf * go_log(x))
-    x1, xe = math.frexp(x)
-    i = int(yi)
-    while i != 0:
-        if xe < -(1 << 12) or (1 << 12) < xe:
-            ae += xe
-            break
-        if i & 1 == 1:
-            a1 *= x1
-            ae += xe
-        x1 *= x1
-        xe <<= 1
-        if x1 < 0.5:
-            x1 += x1
-            xe -= 1
-        i >>= 1
-    if y < 0:
-        a1 = 1 / a1
-        ae = -ae
-    try:
-        return math.ldexp(a1, ae)
-    except OverflowError:
-        return math.inf
 
 
 # --------------------------------------------------------------------------------------------
