@@ -1,0 +1,14 @@
+"""Hook implementations: blis calls each hook once at start-up to discover the classes."""
+
+from blis_core import hookimpl
+from blis_example_policies.policies import Lifo, ShortestQueue
+
+
+@hookimpl
+def blis_routing_policies():
+    return [ShortestQueue]
+
+
+@hookimpl
+def blis_schedulers():
+    return [Lifo]
