@@ -20,7 +20,7 @@ import click
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.instance import BatchConfig
 from blis_core.metrics import (anomaly_section, go_json, kv_section, per_model_section,
-                               per_slo_section, per_tenant_section)
+                               per_slo_section, per_tenant_section, priority_inversions)
 from blis_core.plugins import PluginError, get_registry
 
 log = logging.getLogger("blis")
@@ -107,6 +107,13 @@ def engine_options(func):
         click.option("--admission-latency", default=0, type=INT64, help="Admission decision latency (ticks)."),
         click.option("--routing-policy", default="round-robin", help="Routing policy plugin name."),
         click.option("--routing-latency", default=0, type=INT64, help="Routing decision latency (ticks)."),
+        click.option("--routing-scorers", default="", help="Weighted routing scorers name:weight,... (default precise-prefix-cache:2,queue-depth:1,kv-utilization:1)."),
+        click.option("--snapshot-refresh-interval", default=0, type=INT64, help="Refresh interval of routing snapshot signals in ticks (0 = live)."),
+        click.option("--cache-signal-delay", default=50000, type=INT64, help="Staleness of the prefix-cache signals routers see, in ticks (0 = live)."),
+        click.option("--token-bucket-capacity", default=10000.0, type=float, help="Token-bucket admission: capacity in tokens."),
+        click.option("--token-bucket-refill-rate", default=1000.0, type=float, help="Token-bucket admission: refill rate in tokens per second."),
+        click.option("--priority-policy", default="constant", help="Instance priority policy plugin name."),
+        click.option("--scheduler", default="fcfs", help="Instance scheduler plugin name."),
         click.option("--trace-output", default="", help="Write the run as TraceV2: PREFIX.yaml + PREFIX.csv."),
     ]
     for option in reversed(options):
@@ -114,9 +121,35 @@ def engine_options(func):
     return func
 
 
+# (plugin kind, flag parameter) of every policy flag, in upstream's validation order; an empty
+# value means the default, as upstream's "" does.
+POLICY_FLAGS = (("admission", "admission_policy"), ("routing", "routing_policy"),
+                ("priority", "priority_policy"), ("scheduler", "scheduler"))
+POLICY_DEFAULTS = {"admission": "always-admit", "routing": "round-robin",
+                   "priority": "constant", "scheduler": "fcfs"}
+
+
 def _given(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
+
+
+def _routing_params(p: dict) -> dict:
+    """``--routing-scorers`` for the ``weighted`` policy, checked now (one line, exit 2)."""
+    scorers = p["routing_scorers"]
+    routing = p["routing_policy"] or POLICY_DEFAULTS["routing"]
+    if routing != "weighted":
+        if scorers:
+            log.warning("--routing-scorers has no effect when routing policy is %r "
+                        "(only applies to 'weighted')", routing)
+        return {}
+    if not scorers:
+        return {}
+    try:
+        get_registry().get("routing", routing)(scorers=scorers)
+    except ValueError as exc:
+        fail(f"--routing-scorers: {exc}")
+    return {"scorers": scorers}
 
 
 class _StderrHandler(logging.Handler):
@@ -196,16 +229,30 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
         (p["kv_transfer_base_latency"] < 0, "--kv-transfer-base-latency must be >= 0"),
         (p["admission_latency"] < 0, "--admission-latency must be >= 0"),
         (p["routing_latency"] < 0, "--routing-latency must be >= 0"),
+        (p["snapshot_refresh_interval"] < 0, "--snapshot-refresh-interval must be >= 0"),
+        (p["cache_signal_delay"] < 0, "--cache-signal-delay must be >= 0"),
     ]
     for bad, message in checks:
         if bad:
             fail(message)
     registry = get_registry()
-    for kind, name in (("admission", p["admission_policy"]), ("routing", p["routing_policy"])):
+    for kind, flag in POLICY_FLAGS:
         try:
-            registry.get(kind, name or {"admission": "always-admit", "routing": "round-robin"}[kind])
+            registry.get(kind, p[flag] or POLICY_DEFAULTS[kind])
         except PluginError as exc:
-            fail(f"--{kind}-policy: {exc}")
+            fail(f"--{flag.replace('_', '-')}: {exc}")
+    admission_params = {}
+    if p["admission_policy"] == "token-bucket":
+        for flag in ("token_bucket_capacity", "token_bucket_refill_rate"):
+            if not p[flag] > 0 or math.isinf(p[flag]):
+                fail(f"--{flag.replace('_', '-')} must be a finite value > 0 for "
+                     f"--admission-policy token-bucket, got {p[flag]:g}")
+        admission_params = {"capacity": p["token_bucket_capacity"],
+                            "refill_rate": p["token_bucket_refill_rate"]}
+    elif p["admission_policy"] == "tier-shed":
+        log.warning("tier-shed admission selected by --admission-policy: tier_shed_threshold "
+                    "is 0 and tier_shed_min_priority is 0, which admits every tier with "
+                    "priority >= 0 under overload")
     if p["kv_cpu_blocks"] > 0 and p["kv_offload_threshold"] != 0:
         log.warning("--kv-offload-threshold is deprecated and ignored")
     block_size = p["block_size_in_tokens"]
@@ -225,14 +272,20 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
                           p["long_prefill_token_threshold"], mml),
         kv=KVConfig(resolved.total_kv_blocks, block_size, p["kv_cpu_blocks"],
                     p["kv_transfer_bandwidth"], p["kv_transfer_base_latency"]),
-        policies=PolicyConfig(admission=p["admission_policy"] or "always-admit",
-                              routing=p["routing_policy"] or "round-robin"),
+        policies=PolicyConfig(admission=p["admission_policy"] or POLICY_DEFAULTS["admission"],
+                              routing=p["routing_policy"] or POLICY_DEFAULTS["routing"],
+                              priority=p["priority_policy"] or POLICY_DEFAULTS["priority"],
+                              scheduler=p["scheduler"] or POLICY_DEFAULTS["scheduler"],
+                              admission_params=admission_params,
+                              routing_params=_routing_params(p)),
         num_instances=p["num_instances"],
         horizon=p["horizon"],
         seed=p["seed"],
         admission_latency=p["admission_latency"],
         routing_latency=p["routing_latency"],
         model=resolved.model,
+        snapshot_refresh_interval=p["snapshot_refresh_interval"],
+        cache_signal_delay=p["cache_signal_delay"],
     )
 
 
@@ -247,7 +300,10 @@ def print_report(result) -> None:
     out.append("=== Simulation Metrics ===")
     out.append(go_json(result.summary.output()))
     cluster = result.cluster
-    out += anomaly_section(result.summary, rejected=cluster.rejected,
+    out += anomaly_section(result.summary,
+                           priority_inversions=priority_inversions(
+                               result.instances, result.config.policies.priority),
+                           rejected=cluster.rejected, shed_by_tier=cluster.shed_by_tier,
                            routing_rejections=cluster.routing_rejections,
                            hol_blocking=hol_blocking_events(result.instances))
     out += kv_section(result.instances, result.summary)

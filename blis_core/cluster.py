@@ -9,9 +9,98 @@ from __future__ import annotations
 from heapq import heappop, heappush
 
 from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, ROUTING)
+from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 
 MAX_TICK = 2**63 - 1
+
+
+class _CachedSnapshot:
+    """One instance's cached snapshot fields and the last refresh tick of each field group."""
+
+    __slots__ = ("preemptions", "queue_depth", "batch_size", "kv_utilization", "free_kv_blocks",
+                 "cache_hit_rate", "total_kv_capacity_tokens", "kv_tokens_in_use",
+                 "t_preemptions", "t_queue", "t_batch", "t_kv")
+
+    def __init__(self) -> None:
+        self.preemptions = self.queue_depth = self.batch_size = 0
+        self.kv_utilization = self.cache_hit_rate = 0.0
+        self.free_kv_blocks = self.total_kv_capacity_tokens = self.kv_tokens_in_use = 0
+        self.t_preemptions = self.t_queue = self.t_batch = self.t_kv = 0
+
+
+class _JournaledKeys(dict):
+    """An instance's prefix-cache key map that also records every key set or removed since the
+    previous freeze, so a frozen copy can be brought up to date by replaying only the changes
+    (copying a map of thousands of keys every cache-signal-delay dominated weighted runs)."""
+
+    __slots__ = ("touched",)
+
+    def __setitem__(self, key, value) -> None:
+        dict.__setitem__(self, key, value)
+        self.touched.append(key)
+
+    def __delitem__(self, key) -> None:
+        dict.__delitem__(self, key)
+        self.touched.append(key)
+
+    def pop(self, key, *default):
+        self.touched.append(key)
+        return dict.pop(self, key, *default)
+
+
+class PrefixCacheView:
+    """Routers' read-only view of each instance's GPU prefix cache (upstream ``cacheQueryFn``).
+
+    ``query(instance_id, request)`` counts the consecutive full prompt blocks of the request whose
+    prefix-cache keys the instance holds. With ``delay`` > 0 (``--cache-signal-delay``) it reads
+    a frozen copy of each instance's key set, taken at construction (empty) and again whenever a
+    router state is built at least ``delay`` ticks after the previous copy; with 0 it reads the
+    live map ("oracle" mode).
+    """
+
+    def __init__(self, instances, delay: int) -> None:
+        self.block_size = {inst.id: inst.kv.block_size for inst in instances}
+        self.delay = delay
+        self.last_refresh = 0
+        if delay > 0:
+            self.live = []
+            self.maps = {}
+            for inst in instances:
+                kv = inst.kv
+                live = kv.key_to_block = _JournaledKeys(kv.key_to_block)
+                live.touched = []
+                self.live.append(live)
+                self.maps[inst.id] = set(live)
+            self.frozen = list(self.maps.values())
+        else:
+            self.maps = {inst.id: inst.kv.key_to_block for inst in instances}
+
+    def refresh(self, clock: int) -> None:
+        """Re-freeze every instance's key set if ``delay`` has passed since the last time."""
+        if self.delay <= 0 or clock - self.last_refresh < self.delay:
+            return
+        for live, frozen in zip(self.live, self.frozen):
+            touched = live.touched
+            if touched:
+                for key in touched:
+                    if key in live:
+                        frozen.add(key)
+                    else:
+                        frozen.discard(key)
+                touched.clear()
+        self.last_refresh = clock
+
+    def query(self, instance_id: str, request) -> int:
+        keys = self.maps.get(instance_id)
+        if keys is None:
+            return 0
+        n = 0
+        for key in prompt_hash_chain(request, self.block_size[instance_id]):
+            if key not in keys:
+                break
+            n += 1
+        return n
 
 
 class Cluster:
@@ -19,7 +108,8 @@ class Cluster:
 
     def __init__(self, instances, admission, routing, *, horizon: int = MAX_TICK,
                  admission_latency: int = 0, routing_latency: int = 0, model: str = "",
-                 sessions=None, audit: bool = False) -> None:
+                 sessions=None, audit: bool = False, snapshot_refresh_interval: int = 0,
+                 cache_signal_delay: int = 50_000) -> None:
         self.instances = instances
         self.admission = admission
         self.routing = routing
@@ -32,12 +122,29 @@ class Cluster:
         self.seq = 0
         self.clock = 0
         self.rejected = 0
+        self.shed_by_tier: dict = {}      # rejected requests by SLO class ("" -> "standard")
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
         self.audit = audit
         for inst in instances:
             inst.on_done = self._request_done
+        # Upstream's CachedSnapshotProvider: with an interval > 0 every field group of a snapshot
+        # is refreshed lazily, when a router state is built at least that long after the group's
+        # previous refresh; until then routers see the cached (initially all-zero) values.
+        self.snapshot_refresh_interval = snapshot_refresh_interval
+        if snapshot_refresh_interval > 0:
+            self.router_state = self._router_state_periodic
+            # Per instance: cached values and the last refresh of each field group.
+            self._cached = {inst.id: _CachedSnapshot() for inst in instances}
+        # The prefix-cache query (upstream cacheQueryFn), built only for policies that use it:
+        # freezing every instance's prefix map each cache-signal-delay is not free.
+        self.cache_view = None
+        self.cache_query = None
+        if (getattr(routing, "uses_cache_query", False)
+                or getattr(admission, "uses_cache_query", False)):
+            self.cache_view = PrefixCacheView(instances, cache_signal_delay)
+            self.cache_query = self.cache_view.query
 
     def _push(self, time: int, kind: int, req) -> None:
         heappush(self.heap, (time, CLUSTER_LANE, kind, self.seq, kind, req))
@@ -51,8 +158,12 @@ class Cluster:
                 self._push(follow_up.arrival_time, CLUSTER_ARRIVAL, follow_up)
 
     def router_state(self, req) -> RouterState:
+        """Upstream buildRouterState with every field Immediate (``--snapshot-refresh-interval``
+        0): live values of the instances serving the request's model."""
         snapshots = []
         clock = self.clock
+        if self.cache_view is not None:
+            self.cache_view.refresh(clock)
         for inst in self.instances:
             if req is not None and req.model and self.model and req.model != self.model:
                 continue
@@ -76,7 +187,61 @@ class Cluster:
                 total * kv.block_size,
                 used * kv.block_size,
             ))
-        return RouterState(snapshots, clock)
+        return RouterState(snapshots, clock, self.cache_query)
+
+    def _router_state_periodic(self, req) -> RouterState:
+        """buildRouterState with Periodic field groups (``--snapshot-refresh-interval`` > 0).
+
+        Only the instances that pass the model filter are queried, so only their timers move,
+        as upstream. In-flight counts are always live (the cluster's own bookkeeping).
+        """
+        snapshots = []
+        clock = self.clock
+        interval = self.snapshot_refresh_interval
+        if self.cache_view is not None:
+            self.cache_view.refresh(clock)
+        cached = self._cached
+        for inst in self.instances:
+            if req is not None and req.model and self.model and req.model != self.model:
+                continue
+            c = cached[inst.id]
+            if clock - c.t_preemptions >= interval:
+                c.preemptions = inst.counters.preemptions
+                c.t_preemptions = clock
+            if clock - c.t_queue >= interval:
+                c.queue_depth = len(inst.wait)
+                c.t_queue = clock
+            if clock - c.t_batch >= interval:
+                running = inst.running
+                c.batch_size = len(running) if running else 0
+                c.t_batch = clock
+            if clock - c.t_kv >= interval:
+                kv = inst.kv
+                used = kv.used_blocks()
+                total = kv.total_blocks
+                c.kv_utilization = used / total if total > 0 else 0.0
+                c.free_kv_blocks = total - used
+                c.cache_hit_rate = kv.cache_hit_rate()
+                c.total_kv_capacity_tokens = total * kv.block_size
+                c.kv_tokens_in_use = used * kv.block_size
+                c.t_kv = clock
+            snapshots.append(Snapshot(
+                inst.id,
+                c.queue_depth,
+                c.batch_size,
+                c.kv_utilization,
+                c.free_kv_blocks,
+                c.cache_hit_rate,
+                inst.in_flight,
+                c.preemptions,
+                self.model,
+                "",
+                0,
+                0.0,
+                c.total_kv_capacity_tokens,
+                c.kv_tokens_in_use,
+            ))
+        return RouterState(snapshots, clock, self.cache_query)
 
     def run(self, requests) -> None:
         for req in requests:
@@ -106,6 +271,8 @@ class Cluster:
                     self._push(time + self.routing_latency, ROUTING, req)
                 else:
                     self.rejected += 1
+                    tier = req.slo_class or "standard"
+                    self.shed_by_tier[tier] = self.shed_by_tier.get(tier, 0) + 1
             elif kind == ROUTING:
                 state = self.router_state(req)
                 if not state.snapshots:

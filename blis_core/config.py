@@ -64,3 +64,8 @@ class SimulationConfig:
     admission_latency: int = attrs.field(default=0, validator=_non_negative)
     routing_latency: int = attrs.field(default=0, validator=_non_negative)
     model: str = ""
+    # Router observability (upstream --snapshot-refresh-interval, --cache-signal-delay): 0 means
+    # routers see live values; > 0 means snapshot fields, resp. the prefix-cache maps that
+    # cache-aware scorers query, are refreshed at most that often (ticks).
+    snapshot_refresh_interval: int = attrs.field(default=0, validator=_non_negative)
+    cache_signal_delay: int = attrs.field(default=50_000, validator=_non_negative)

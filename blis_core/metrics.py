@@ -270,6 +270,52 @@ def kv_section(instances, summary: Summary) -> list[str]:
             f"KV Thrashing Rate: {values[2]:.4f}"]
 
 
+def priority_inversions(instances, priority_policy: str) -> int:
+    """Upstream's priority-inversion count (cluster-policies.md §5.3).
+
+    0 when the priority policy is ``constant`` or empty. Otherwise, per instance, the completed
+    requests (those with an E2E) are grouped by SLO class; within a class, ordered by arrival,
+    every pair ``i < j`` with ``e2e_i > 2 * e2e_j`` is one inversion. Upstream sorts by arrival
+    with an unstable sort, so its count is not determined when arrivals tie within a class;
+    blis breaks such ties by request ID (a documented deviation).
+    """
+    if priority_policy in ("", "constant"):
+        return 0
+    total = 0
+    for inst in instances:
+        groups: dict = {}
+        for r in inst.requests.values():
+            if r.state == "completed":
+                groups.setdefault(r.slo_class or "default", []).append(r)
+        for cls in sorted(groups):
+            ordered = sorted(groups[cls], key=lambda r: (r.arrival_time, r.id))
+            total += _count_inversions([r.e2e for r in ordered])
+    return total
+
+
+def _count_inversions(values) -> int:
+    """Pairs ``i < j`` with ``values[i] > 2 * values[j]``, in O(n log n) with a Fenwick tree."""
+    from bisect import bisect_right
+
+    distinct = sorted(set(values))
+    size = len(distinct)
+    tree = [0] * (size + 1)
+    count = 0
+    for seen, v in enumerate(values):
+        # earlier values > 2v = seen - (earlier values <= 2v)
+        k = bisect_right(distinct, 2 * v)
+        at_most = 0
+        while k > 0:
+            at_most += tree[k]
+            k -= k & -k
+        count += seen - at_most
+        k = bisect_right(distinct, v)  # 1-based position of v
+        while k <= size:
+            tree[k] += 1
+            k += k & -k
+    return count
+
+
 def anomaly_section(summary: Summary, *, priority_inversions: int = 0, hol_blocking: int = 0,
                     rejected: int = 0, shed_by_tier: dict | None = None,
                     routing_rejections: int = 0) -> list[str]:

@@ -75,9 +75,8 @@ class Registry:
         entry = self._by_kind[kind].get(name)
         if entry is None:
             known = ", ".join(self.names(kind)) or "none installed"
-            raise PluginError(f"unknown {kind} policy {name!r} (known: {known})"
-                              if kind != "workload" else
-                              f"unknown workload {name!r} (known: {known})")
+            what = kind if kind in ("workload", "scheduler") else f"{kind} policy"
+            raise PluginError(f"unknown {what} {name!r} (known: {known})")
         return entry.cls
 
 

@@ -7,7 +7,7 @@ and carries a class attribute ``name`` (the string users select it by).
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import attrs
 
@@ -38,10 +38,18 @@ class Snapshot:
 
 @attrs.frozen(slots=True)
 class RouterState:
-    """Everything an admission or routing decision may look at."""
+    """Everything an admission or routing decision may look at.
+
+    ``cache_query(instance_id, request) -> int``, when the cluster provides it, counts the
+    consecutive full blocks of the request's prompt found in that instance's GPU prefix cache
+    (upstream's ``cacheQueryFn``): a frozen copy refreshed every ``cache_signal_delay`` ticks of
+    router activity, or the live cache when the delay is 0. It is provided only to policies that
+    declare ``uses_cache_query = True`` (otherwise it is None).
+    """
 
     snapshots: Sequence[Snapshot]
     clock: int
+    cache_query: Callable[[str, object], int] | None = None
 
 
 @attrs.frozen(slots=True)
@@ -79,7 +87,11 @@ class RoutingPolicy(Protocol):
 
 @runtime_checkable
 class PriorityPolicy(Protocol):
-    """Assigns a float priority (higher = more urgent) to each waiting request every step."""
+    """Assigns a float priority (higher = more urgent) to each waiting request every step.
+
+    One object per instance. A class with ``noop = True`` is never instantiated: requests keep
+    their initial priority 0.0 (the ``constant`` policy).
+    """
 
     name: ClassVar[str]
 
@@ -91,7 +103,8 @@ class Scheduler(Protocol):
     """Reorders an instance's wait queue before batch formation.
 
     ``order`` receives the wait queue (a deque) and returns the queue to use (it may be the same
-    object). Sorting must be stable so that equal keys keep their queue order.
+    object). Sorting must be stable so that equal keys keep their queue order. One object per
+    instance; a class with ``noop = True`` (``fcfs``) is never instantiated.
     """
 
     name: ClassVar[str]

@@ -46,8 +46,17 @@ def _construct(cls, params: dict, **services):
     """Instantiate a policy with its parameters plus the services its constructor asks for
     (for example ``rng``, the policy's own random stream)."""
     accepted = inspect.signature(cls).parameters
-    extra = {name: value for name, value in services.items() if name in accepted}
+    extra = {name: value for name, value in services.items()
+             if name in accepted and name not in params}
     return cls(**params, **extra)
+
+
+def _instance_policy(cls):
+    """One priority policy or scheduler object per instance, or None for a no-op class
+    (``noop = True``: constant priority, FCFS), which the step then skips entirely."""
+    if getattr(cls, "noop", False):
+        return None
+    return cls()
 
 
 def build_cluster(config: SimulationConfig, sessions=None, registry=None,
@@ -56,17 +65,24 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
     mirroring) so tests can check that they change nothing."""
     registry = registry or get_registry()
     policies = config.policies
-    admission = registry.get("admission", policies.admission)(**policies.admission_params)
+    admission = registry.get("admission", policies.admission or "always-admit")(
+        **policies.admission_params)
     routing = _construct(registry.get("routing", policies.routing), policies.routing_params,
-                         rng=PartitionedRNG(config.seed).for_subsystem("router"))
+                         rng=PartitionedRNG(config.seed).for_subsystem("router"),
+                         block_size=config.kv.block_size)
+    priority_cls = registry.get("priority", policies.priority or "constant")
+    scheduler_cls = registry.get("scheduler", policies.scheduler or "fcfs")
     heap: list = []
     instances = [Instance(i, config.batch, config.latency, _make_kv(config, reference), heap,
-                          config.horizon, cruise=not reference)
+                          config.horizon, priority_policy=_instance_policy(priority_cls),
+                          scheduler=_instance_policy(scheduler_cls), cruise=not reference)
                  for i in range(config.num_instances)]
     return Cluster(instances, admission, routing, horizon=config.horizon,
                    admission_latency=config.admission_latency,
                    routing_latency=config.routing_latency, model=config.model,
-                   sessions=sessions, audit=audit)
+                   sessions=sessions, audit=audit,
+                   snapshot_refresh_interval=config.snapshot_refresh_interval,
+                   cache_signal_delay=config.cache_signal_delay)
 
 
 def simulate(config: SimulationConfig, requests, sessions=None, *, registry=None,

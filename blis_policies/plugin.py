@@ -1,15 +1,29 @@
 """Entry point of the built-in policies (``[project.entry-points.blis] policies``)."""
 
 from blis_core.hookspecs import hookimpl
-from blis_policies.admission import AlwaysAdmit
+from blis_policies.admission import AlwaysAdmit, GaieLegacy, RejectAll, TierShed, TokenBucket
+from blis_policies.priority import ConstantPriority, InvertedSLOPriority, SLOBasedPriority
+from blis_policies.scheduler import FCFS, SJF, PriorityFCFS, ReversePriority
 from blis_policies.routing import AlwaysBusiest, LeastLoaded, RoundRobin
 
 
 @hookimpl
 def blis_admission_policies():
-    return [AlwaysAdmit]
+    return [AlwaysAdmit, TokenBucket, RejectAll, TierShed, GaieLegacy]
+
+
+@hookimpl
+def blis_priority_policies():
+    return [ConstantPriority, SLOBasedPriority, InvertedSLOPriority]
+
+
+@hookimpl
+def blis_schedulers():
+    return [FCFS, PriorityFCFS, SJF, ReversePriority]
 
 
 @hookimpl
 def blis_routing_policies():
-    return [RoundRobin, LeastLoaded, AlwaysBusiest]
+    from blis_policies.weighted import WeightedScoring
+
+    return [RoundRobin, LeastLoaded, AlwaysBusiest, WeightedScoring]

@@ -17,10 +17,18 @@ from blis_core.plugins import KINDS, PIN_ENV, PluginError, build_manager, collec
 
 # Hooks that no built-in plugin implements yet. When a built-in appears, remove it from here
 # (test_not_yet_implemented_list_is_honest fails until you do).
-NOT_YET_IMPLEMENTED = {"blis_priority_policies", "blis_schedulers"}
+NOT_YET_IMPLEMENTED: set = set()
 
-BUILTINS = [("admission", "always-admit"), ("routing", "round-robin"),
-            ("routing", "least-loaded"), ("workload", "distribution"), ("workload", "chatbot")]
+BUILTINS = [("admission", "always-admit"), ("admission", "token-bucket"),
+            ("admission", "tier-shed"), ("admission", "gaie-legacy"), ("admission", "reject-all"),
+            ("routing", "round-robin"), ("routing", "least-loaded"),
+            ("priority", "constant"), ("priority", "slo-based"), ("priority", "inverted-slo"),
+            ("scheduler", "fcfs"), ("scheduler", "priority-fcfs"), ("scheduler", "sjf"),
+            ("scheduler", "reverse-priority"),
+            ("workload", "distribution"), ("workload", "chatbot")]
+# The seed's pathological templates; nothing else is marked pathological.
+PATHOLOGICAL = {("admission", "reject-all"), ("routing", "always-busiest"),
+                ("priority", "inverted-slo"), ("scheduler", "reverse-priority")}
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +67,11 @@ def test_plugins_list_table_shows_kind_name_distribution_version(capsys):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["KIND", "NAME", "DISTRIBUTION", "VERSION"]
-    rows = {(parts[0], parts[1]): parts for parts in (line.split() for line in lines[1:])}
+    rows = {}
+    for parts in (line.split() for line in lines[1:]):
+        if parts[2] == "(pathological)":
+            parts = [parts[0], parts[1], *parts[3:]]
+        rows[(parts[0], parts[1])] = parts
     for kind, name in BUILTINS:
         assert (kind, name) in rows, f"{kind}/{name} missing from:\n{out}"
         parts = rows[(kind, name)]
@@ -86,6 +98,8 @@ def test_plugins_list_json_has_the_documented_keys(capsys):
         assert row["summary"], f"{name} has no summary"
     assert by_key[("routing", "always-busiest")]["pathological"] is True
     assert by_key[("routing", "round-robin")]["pathological"] is False
+    builtin = {key for key, row in by_key.items() if row["distribution"] == "blis"}
+    assert {key for key in builtin if by_key[key]["pathological"]} == PATHOLOGICAL
 
 
 def test_plugins_list_kind_filters(capsys):

@@ -92,7 +92,10 @@ def test_unlimited_rounds_continue():
         assert req.round_index == k
 
 
-def test_non_session_and_unknown_session(caplog):
+def test_non_session_and_unknown_session(caplog, monkeypatch):
+    # A CLI run earlier in the same process stops the "blis" logger from propagating (its own
+    # stderr handler prints instead); caplog listens at the root, so let records through.
+    monkeypatch.setattr(logging.getLogger("blis"), "propagate", True)
     sm = SessionManager([_blueprint()])
     assert sm.on_complete(_done(_round0(session_id="")), 1) is None
     with caplog.at_level(logging.WARNING, logger="blis.workload"):
