@@ -1,4 +1,4 @@
-"""The ``blis`` command line: ``run``, ``replay`` and ``plugins list``.
+"""The ``blis`` command line: ``run``, ``replay``, ``plugins list`` and ``policies validate``.
 
 Flag names and defaults follow upstream BLIS at 4e179804 so that its command lines run
 unchanged. Bad input ends with one line on stderr naming the flag or field, and exit code 2.
@@ -115,6 +115,7 @@ def engine_options(func):
         click.option("--priority-policy", default="constant", help="Instance priority policy plugin name."),
         click.option("--scheduler", default="fcfs", help="Instance scheduler plugin name."),
         click.option("--trace-output", default="", help="Write the run as TraceV2: PREFIX.yaml + PREFIX.csv."),
+        click.option("--policy-config", default="", help="Policy bundle YAML (admission, routing, priority, scheduler); flags given explicitly override it."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -134,8 +135,9 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _routing_params(p: dict) -> dict:
-    """``--routing-scorers`` for the ``weighted`` policy, checked now (one line, exit 2)."""
+def _routing_params(p: dict, bundle_scorers=()) -> dict:
+    """Scorers of the ``weighted`` policy: ``--routing-scorers`` if given (non-empty), else the
+    bundle's ``routing.scorers``; checked now (one line, exit 2)."""
     scorers = p["routing_scorers"]
     routing = p["routing_policy"] or POLICY_DEFAULTS["routing"]
     if routing != "weighted":
@@ -144,12 +146,77 @@ def _routing_params(p: dict) -> dict:
                         "(only applies to 'weighted')", routing)
         return {}
     if not scorers:
-        return {}
+        return {"scorers": list(bundle_scorers)} if bundle_scorers else {}
     try:
         get_registry().get("routing", routing)(scorers=scorers)
     except ValueError as exc:
         fail(f"--routing-scorers: {exc}")
     return {"scorers": scorers}
+
+
+def _apply_bundle(ctx: click.Context, p: dict):
+    """Fill the policy flags from ``--policy-config`` (cluster-policies.md §4.1): a bundle value
+    replaces a flag's default, a flag given on the command line wins. Returns the bundle's
+    admission parameters and routing scorers, or None and () without a bundle."""
+    from blis_core.bundle import BundleError, load_bundle
+
+    if not p["policy_config"]:
+        return None, ()
+    try:
+        bundle = load_bundle(p["policy_config"])
+    except BundleError as exc:
+        fail(f"--policy-config: {exc}")
+    for value, flag in ((bundle.admission.policy, "admission_policy"),
+                        (bundle.routing.policy, "routing_policy"),
+                        (bundle.priority.policy, "priority_policy"),
+                        (bundle.scheduler, "scheduler")):
+        if value and not _given(ctx, flag):
+            p[flag] = value
+    a = bundle.admission
+    for value, flag in ((a.token_bucket_capacity, "token_bucket_capacity"),
+                        (a.token_bucket_refill_rate, "token_bucket_refill_rate")):
+        if value is not None and not _given(ctx, flag):
+            p[flag] = value
+    scorers = tuple((s.name, s.weight) for s in bundle.routing.scorers)
+    return bundle.admission, scorers
+
+
+def _admission_params(p: dict, section) -> dict:
+    """The admission policy's constructor parameters from the flags and the bundle."""
+    policy = p["admission_policy"]
+    if policy == "token-bucket":
+        for flag in ("token_bucket_capacity", "token_bucket_refill_rate"):
+            if not p[flag] > 0 or math.isinf(p[flag]):
+                fail(f"--{flag.replace('_', '-')} must be a finite value > 0 for "
+                     f"--admission-policy token-bucket, got {p[flag]:g}")
+        return {"capacity": p["token_bucket_capacity"],
+                "refill_rate": p["token_bucket_refill_rate"]}
+    slo = dict(section.slo_priorities) if section and section.slo_priorities is not None else None
+    if policy == "tier-shed":
+        threshold = section.tier_shed_threshold if section else None
+        min_priority = section.tier_shed_min_priority if section else None
+        if min_priority is None and section is not None and section.policy == "tier-shed":
+            min_priority = 3
+        if section is None or section.policy != "tier-shed":
+            log.warning("tier-shed admission selected by --admission-policy: tier_shed_threshold "
+                        "is %d and tier_shed_min_priority is %d, which admits every tier with "
+                        "priority >= %d under overload", threshold or 0, min_priority or 0,
+                        min_priority or 0)
+        params = {"threshold": threshold or 0, "min_priority": min_priority or 0}
+        if slo is not None:
+            params["slo_priorities"] = slo
+        return params
+    if policy == "gaie-legacy":
+        params = {}
+        if section is not None:
+            if section.gaie_qd_threshold is not None:
+                params["qd_threshold"] = section.gaie_qd_threshold
+            if section.gaie_kv_threshold is not None:
+                params["kv_threshold"] = section.gaie_kv_threshold
+        if slo is not None:
+            params["slo_priorities"] = slo
+        return params
+    return {}
 
 
 class _StderrHandler(logging.Handler):
@@ -235,24 +302,14 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
     for bad, message in checks:
         if bad:
             fail(message)
+    bundle_admission, bundle_scorers = _apply_bundle(ctx, p)
     registry = get_registry()
     for kind, flag in POLICY_FLAGS:
         try:
             registry.get(kind, p[flag] or POLICY_DEFAULTS[kind])
         except PluginError as exc:
             fail(f"--{flag.replace('_', '-')}: {exc}")
-    admission_params = {}
-    if p["admission_policy"] == "token-bucket":
-        for flag in ("token_bucket_capacity", "token_bucket_refill_rate"):
-            if not p[flag] > 0 or math.isinf(p[flag]):
-                fail(f"--{flag.replace('_', '-')} must be a finite value > 0 for "
-                     f"--admission-policy token-bucket, got {p[flag]:g}")
-        admission_params = {"capacity": p["token_bucket_capacity"],
-                            "refill_rate": p["token_bucket_refill_rate"]}
-    elif p["admission_policy"] == "tier-shed":
-        log.warning("tier-shed admission selected by --admission-policy: tier_shed_threshold "
-                    "is 0 and tier_shed_min_priority is 0, which admits every tier with "
-                    "priority >= 0 under overload")
+    admission_params = _admission_params(p, bundle_admission)
     if p["kv_cpu_blocks"] > 0 and p["kv_offload_threshold"] != 0:
         log.warning("--kv-offload-threshold is deprecated and ignored")
     block_size = p["block_size_in_tokens"]
@@ -277,7 +334,7 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
                               priority=p["priority_policy"] or POLICY_DEFAULTS["priority"],
                               scheduler=p["scheduler"] or POLICY_DEFAULTS["scheduler"],
                               admission_params=admission_params,
-                              routing_params=_routing_params(p)),
+                              routing_params=_routing_params(p, bundle_scorers)),
         num_instances=p["num_instances"],
         horizon=p["horizon"],
         seed=p["seed"],
@@ -433,6 +490,27 @@ def plugins_list(as_json: bool, kind: str) -> None:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
     for row in [headers, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+@main_group.group("policies")
+def policies_group() -> None:
+    """Work with policy bundles (--policy-config files)."""
+
+
+@policies_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+def policies_validate(file: str) -> None:
+    """Check a policy bundle without running anything (exit 0 if valid, 2 if not)."""
+    from blis_core.bundle import BundleError, load_bundle
+
+    try:
+        bundle = load_bundle(file)
+    except BundleError as exc:
+        fail(str(exc))
+    chosen = [f"{kind}={value}" for kind, value in (
+        ("admission", bundle.admission.policy), ("routing", bundle.routing.policy),
+        ("priority", bundle.priority.policy), ("scheduler", bundle.scheduler)) if value]
+    click.echo(f"{file}: valid policy bundle" + (f" ({', '.join(chosen)})" if chosen else ""))
 
 
 def main(argv=None) -> None:
