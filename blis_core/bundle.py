@@ -8,9 +8,9 @@ file. Each problem is reported as one line naming the file and the YAML path of 
 
     policy.yaml: routing.scorers[1].weight: expected a number, got 'x'
 
-``tenant_budgets``, ``node_pools`` and ``autoscaler`` are parsed and validated per the schema,
-but a bundle that would make upstream use them (a non-empty budget map or pool list, an
-autoscaler interval > 0) is refused as not supported yet rather than silently ignored.
+``node_pools`` and ``autoscaler`` are parsed and validated per the schema, but a bundle that
+would make upstream use them (a non-empty pool list, an autoscaler interval > 0) is refused as
+not supported yet rather than silently ignored.
 
 The CLI applies a bundle with :func:`apply_bundle`'s precedence: a flag given explicitly on the
 command line overrides the bundle; the bundle overrides the flag defaults.
@@ -308,8 +308,6 @@ def _problems(b: PolicyBundle, registry) -> list[str]:
     need(down < up, "autoscaler.analyzer.scale_down_boundary",
          f"effective scale_down_boundary {down:g} must be < scale_up_threshold {up:g}")
     # Features of later issues: refuse rather than silently ignore what upstream would use.
-    if b.tenant_budgets:
-        out.append("tenant_budgets: not supported yet (tenant budgets are not implemented)")
     if b.node_pools:
         out.append("node_pools: not supported yet (node pools are not implemented)")
     if s.interval_us > 0:

@@ -161,7 +161,7 @@ def _apply_bundle(ctx: click.Context, p: dict):
     from blis_core.bundle import BundleError, load_bundle
 
     if not p["policy_config"]:
-        return None, ()
+        return None, (), None
     try:
         bundle = load_bundle(p["policy_config"])
     except BundleError as exc:
@@ -178,7 +178,7 @@ def _apply_bundle(ctx: click.Context, p: dict):
         if value is not None and not _given(ctx, flag):
             p[flag] = value
     scorers = tuple((s.name, s.weight) for s in bundle.routing.scorers)
-    return bundle.admission, scorers
+    return bundle.admission, scorers, bundle.tenant_budgets
 
 
 def _admission_params(p: dict, section) -> dict:
@@ -302,7 +302,7 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
     for bad, message in checks:
         if bad:
             fail(message)
-    bundle_admission, bundle_scorers = _apply_bundle(ctx, p)
+    bundle_admission, bundle_scorers, tenant_budgets = _apply_bundle(ctx, p)
     registry = get_registry()
     for kind, flag in POLICY_FLAGS:
         try:
@@ -343,6 +343,10 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
         model=resolved.model,
         snapshot_refresh_interval=p["snapshot_refresh_interval"],
         cache_signal_delay=p["cache_signal_delay"],
+        tenant_budgets=dict(tenant_budgets) if tenant_budgets is not None else None,
+        slo_priorities=(dict(bundle_admission.slo_priorities)
+                        if bundle_admission is not None
+                        and bundle_admission.slo_priorities is not None else None),
     )
 
 

@@ -11,6 +11,7 @@ from heapq import heappop, heappush
 from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, ROUTING)
 from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
+from blis_core.slo import is_sheddable
 
 MAX_TICK = 2**63 - 1
 
@@ -103,13 +104,44 @@ class PrefixCacheView:
         return n
 
 
+class TenantBudgets:
+    """Per-tenant shares of the cluster's running slots (upstream's tenant tracker).
+
+    After the admission policy admits a request, it is shed anyway if its class is sheddable
+    and its tenant already has more requests in flight than ``share x total capacity``.
+    """
+
+    def __init__(self, shares: dict, total_capacity: int, slo_priorities: dict | None) -> None:
+        self.shares = dict(shares)
+        self.total_capacity = max(1, total_capacity)
+        self.slo_priorities = slo_priorities
+        self.in_flight: dict = {}
+
+    def over_budget(self, tenant: str) -> bool:
+        share = self.shares.get(tenant)
+        return (bool(tenant) and share is not None
+                and self.in_flight.get(tenant, 0) > share * self.total_capacity)
+
+    def sheds(self, req) -> bool:
+        return self.over_budget(req.tenant_id) and is_sheddable(req.slo_class,
+                                                                self.slo_priorities)
+
+    def started(self, tenant: str) -> None:
+        self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1
+
+    def finished(self, tenant: str) -> None:
+        count = self.in_flight.get(tenant, 0)
+        if count > 0:
+            self.in_flight[tenant] = count - 1
+
+
 class Cluster:
     """Runs requests through admission and routing into instances until the horizon."""
 
     def __init__(self, instances, admission, routing, *, horizon: int = MAX_TICK,
                  admission_latency: int = 0, routing_latency: int = 0, model: str = "",
                  sessions=None, audit: bool = False, snapshot_refresh_interval: int = 0,
-                 cache_signal_delay: int = 50_000) -> None:
+                 cache_signal_delay: int = 50_000, tenant_budgets=None) -> None:
         self.instances = instances
         self.admission = admission
         self.routing = routing
@@ -123,6 +155,7 @@ class Cluster:
         self.clock = 0
         self.rejected = 0
         self.shed_by_tier: dict = {}      # rejected requests by SLO class ("" -> "standard")
+        self.tenants = tenant_budgets     # a TenantBudgets, or None
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
@@ -152,6 +185,8 @@ class Cluster:
 
     def _request_done(self, req, tick: int) -> None:
         """Instance callback: a request left; a session may answer with its next round."""
+        if self.tenants is not None:
+            self.tenants.finished(req.tenant_id)
         if self.sessions is not None:
             follow_up = self.sessions.on_complete(req, tick)
             if follow_up is not None:
@@ -267,6 +302,8 @@ class Cluster:
                 self._push(time + self.admission_latency, ADMISSION, req)
             elif kind == ADMISSION:
                 admitted, _reason = self.admission.admit(req, self.router_state(req))
+                if admitted and self.tenants is not None and self.tenants.sheds(req):
+                    admitted = False  # the tenant-budget shed, after the policy admitted
                 if admitted:
                     self._push(time + self.routing_latency, ROUTING, req)
                 else:
@@ -281,6 +318,8 @@ class Cluster:
                 target = self.by_id[self.routing.route(req, state).target]
                 req.assigned_instance = target.id
                 target.in_flight += 1
+                if self.tenants is not None:
+                    self.tenants.started(req.tenant_id)
                 target.inject(req, time)
         for inst in instances:
             inst.finalize()

@@ -69,3 +69,6 @@ class SimulationConfig:
     # cache-aware scorers query, are refreshed at most that often (ticks).
     snapshot_refresh_interval: int = attrs.field(default=0, validator=_non_negative)
     cache_signal_delay: int = attrs.field(default=50_000, validator=_non_negative)
+    # Tenant budgets: tenant -> share of the cluster's running slots (None: no tracking).
+    tenant_budgets: dict | None = None
+    slo_priorities: dict | None = None    # overrides of the SLO priority map

@@ -6,7 +6,7 @@ import inspect
 
 import attrs
 
-from blis_core.cluster import Cluster
+from blis_core.cluster import Cluster, TenantBudgets
 from blis_core.config import SimulationConfig
 from blis_core.gorand import PartitionedRNG
 from blis_core.instance import Instance
@@ -82,7 +82,16 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                    routing_latency=config.routing_latency, model=config.model,
                    sessions=sessions, audit=audit,
                    snapshot_refresh_interval=config.snapshot_refresh_interval,
-                   cache_signal_delay=config.cache_signal_delay)
+                   cache_signal_delay=config.cache_signal_delay,
+                   tenant_budgets=_tenant_budgets(config))
+
+
+def _tenant_budgets(config: SimulationConfig):
+    if config.tenant_budgets is None:
+        return None
+    # Upstream sizes shares against the configured slots, whatever was actually placed.
+    return TenantBudgets(config.tenant_budgets, config.num_instances * config.batch.max_running,
+                         config.slo_priorities)
 
 
 def simulate(config: SimulationConfig, requests, sessions=None, *, registry=None,

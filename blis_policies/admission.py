@@ -9,17 +9,7 @@ from __future__ import annotations
 
 import math
 
-# Upstream's SLO priority map (§3.1): higher = more important; priority < 0 is sheddable.
-DEFAULT_SLO_PRIORITIES = {"critical": 4, "standard": 3, "batch": -1, "sheddable": -2,
-                          "background": -3}
-DEFAULT_SLO_PRIORITY = 3  # an empty or unknown class
-
-
-def slo_priority(slo_class: str, overrides: dict | None = None) -> int:
-    """The priority of an SLO class: the override if any, else upstream's default map."""
-    if overrides and slo_class in overrides:
-        return overrides[slo_class]
-    return DEFAULT_SLO_PRIORITIES.get(slo_class, DEFAULT_SLO_PRIORITY)
+from blis_core.slo import slo_priority
 
 
 def _finite_positive(value, what: str) -> float:

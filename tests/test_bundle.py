@@ -79,7 +79,7 @@ def test_every_key_is_optional():
      "policy.yaml: admission.slo_priorities.critical: expected an integer, got 'high'"),
     ("admission:\n  gaie_kv_threshold: 1.5\n",
      "policy.yaml: admission.gaie_kv_threshold: must be in (0, 1], got 1.5"),
-    ("tenant_budgets: {a: 0.5}\n", "policy.yaml: tenant_budgets: not supported yet"),
+    ("tenant_budgets: {a: 1.5}\n", "policy.yaml: tenant_budgets.a"),
     ("autoscaler: {interval_us: 1000}\n", "policy.yaml: autoscaler: not supported yet"),
     ("node_pools:\n  - {name: p, gpu_type: H100, gpus_per_node: 8, gpu_memory_gib: 80,"
      " max_nodes: 2}\n", "policy.yaml: node_pools: not supported yet"),

@@ -412,3 +412,39 @@ def test_anomaly_section_lists_shed_tiers_sorted():
     assert lines[:6] == ["=== Anomaly Counters ===", "Priority Inversions: 0",
                          "HOL Blocking Events: 0", "Rejected Requests (Admission): 3",
                          "  Shed (batch): 2", "  Shed (standard): 1"]
+
+
+# -- tenant budgets (cluster-policies §2.3 step 4) ---------------------------------------------
+def _tenant_requests(n, rng_seed):
+    rng = np.random.default_rng(rng_seed)
+    requests = []
+    for i in range(n):
+        prompt = rng.integers(0, 128000, int(rng.integers(20, 200))).astype(np.int32)
+        output = rng.integers(0, 128000, int(rng.integers(5, 80))).astype(np.int32)
+        requests.append(Request(f"request_{i}", 1000 * (i + 1), prompt, output,
+                                max_output_len=len(output),
+                                tenant_id=("greedy", "polite")[i % 2],
+                                slo_class=("batch", "critical")[int(rng.integers(0, 2))]))
+    return requests
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 0.05, 0.2]))
+def test_tenant_budget_sheds_only_sheddable_requests_of_tenants_over_budget(seed, share):
+    config = SimulationConfig(latency=BlackboxLatency(ALPHA, BETA),
+                              batch=BatchConfig(max_running=4),
+                              kv=KVConfig(total_blocks=2000, block_size=16), num_instances=2,
+                              tenant_budgets={"greedy": share})
+    requests = _tenant_requests(60, seed)
+    result = simulate(config, requests)
+    served = {r.id for inst in result.instances for r in inst.requests.values()}
+    shed = [r for r in requests if r.id not in served]
+    assert result.cluster.rejected == len(shed)
+    for r in shed:
+        # Only the budgeted tenant's sheddable ("batch") requests may be shed.
+        assert r.tenant_id == "greedy" and r.slo_class == "batch"
+    # Nothing is shed without budgets.
+    free = simulate(attrs.evolve(config, tenant_budgets=None), _tenant_requests(60, seed))
+    assert free.cluster.rejected == 0
+    # The budgeted tenant's very first request finds nothing of its own in flight.
+    assert requests[0].id in served
