@@ -7,14 +7,17 @@ and carries a class attribute ``name`` (the string users select it by).
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Callable, ClassVar, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import attrs
 
 
-@attrs.frozen(slots=True)
-class Snapshot:
-    """One instance as a router sees it at decision time (upstream RoutingSnapshot)."""
+class Snapshot(NamedTuple):
+    """One instance as a router sees it at decision time (upstream RoutingSnapshot).
+
+    Immutable; a named tuple because the cluster builds one per instance for every admission
+    and routing decision, and a tuple is the cheapest immutable record to build.
+    """
 
     id: str
     queue_depth: int = 0
