@@ -26,6 +26,8 @@ from typing import Any
 import attrs
 import cattrs
 
+from blis_core.strictyaml import YamlError, strict_yaml
+
 __all__ = ["BundleError", "PolicyBundle", "load_bundle", "parse_bundle"]
 
 
@@ -224,8 +226,13 @@ def _check_name(kind: str, value: str, path: str, registry) -> str | None:
 
 
 def _problems(b: PolicyBundle, registry) -> list[str]:
-    from blis_policies.scorers import SCORERS
+    # Scorers belong to the weighted routing plugin, which lists the names it accepts.
+    from blis_core.plugins import PluginError
 
+    try:
+        scorers = getattr(registry.get("routing", "weighted"), "scorer_names_known", ())
+    except PluginError:  # no weighted routing installed: no scorer name is known
+        scorers = ()
     out: list[str] = []
 
     def need(ok: bool, path: str, message: str) -> None:
@@ -259,9 +266,9 @@ def _problems(b: PolicyBundle, registry) -> list[str]:
     seen: set[str] = set()
     for i, scorer in enumerate(b.routing.scorers):
         path = f"routing.scorers[{i}]"
-        if scorer.name not in SCORERS:
+        if scorer.name not in scorers:
             out.append(f"{path}.name: unknown scorer {scorer.name!r} "
-                       f"(known: {', '.join(sorted(SCORERS))})")
+                       f"(known: {', '.join(scorers)})")
         elif scorer.name in seen:
             out.append(f"{path}.name: duplicate scorer {scorer.name!r}")
         seen.add(scorer.name)
@@ -319,11 +326,10 @@ def _problems(b: PolicyBundle, registry) -> list[str]:
 def parse_bundle(text: str, source: str = "policy config", registry=None) -> PolicyBundle:
     """Parse and validate a bundle's YAML text; :class:`BundleError` names ``source``."""
     from blis_core.plugins import get_registry
-    from blis_workloads.spec import WorkloadError, strict_yaml
 
     try:
         data = strict_yaml(text)
-    except WorkloadError as exc:
+    except YamlError as exc:
         raise BundleError(f"{source}: parsing policy config: {exc}") from None
     if data is None:
         raise BundleError(f"{source}: parsing policy config: EOF (the file is empty)")

@@ -91,6 +91,8 @@ class WeightedScoring:
     """
 
     name = "weighted"
+    # The scorer names a bundle's routing.scorers may use (read by the bundle validator).
+    scorer_names_known = tuple(sorted(SCORERS))
 
     def __init__(self, scorers="", rng=None, block_size: int = 16) -> None:
         configs = parse_scorers(scorers)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Union, get_args, get_origin
 
 import attrs
-import yaml
+
+from blis_core.strictyaml import YamlError, strict_yaml as _strict_yaml
 
 __all__ = [
     "ActiveWindow",
@@ -374,41 +374,12 @@ def structure(cls: type, data: Any, path: str = "") -> Any:
     return cls(**kwargs)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans only (yaml.v3 reads ``yes``/``on`` as strings) and no duplicate keys."""
-
-
-_StrictLoader.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"))
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    loader.flatten_mapping(node)
-    result: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            raise WorkloadError(f"line {key_node.start_mark.line + 1}: mapping key "
-                                f"{go_quote(str(key))} already defined")
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                              _mapping_without_duplicates)
-
-
 def strict_yaml(text: str) -> Any:
-    """Parse YAML as yaml.v3 would: YAML 1.2 booleans, duplicate keys rejected."""
+    """Strict YAML (``blis_core.strictyaml``) with errors as ``WorkloadError``."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        raise WorkloadError(" ".join(str(exc).split())) from None
+        return _strict_yaml(text)
+    except YamlError as exc:
+        raise WorkloadError(str(exc)) from None
 
 
 def parse_workload_spec(text: str) -> WorkloadSpec:
