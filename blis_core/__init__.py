@@ -1,6 +1,8 @@
 """blis_core: the engine of blis and what plugin authors and Python callers need from it."""
 
 from blis_core.config import KVConfig, PolicyConfig, SimulationConfig
+from blis_core.evaluation import (AnomalyCounters, Distribution, EvaluationResult, FitnessError,
+                                  FitnessResult, RawMetrics, evaluate, evaluate_result)
 from blis_core.hookspecs import hookimpl
 from blis_core.instance import BatchConfig
 from blis_core.latency import BlackboxLatency, RooflineLatency, build_latency_model
@@ -8,12 +10,15 @@ from blis_core.plugins import PluginError, get_registry
 from blis_core.protocols import (AdmissionPolicy, PriorityPolicy, RouterState, RoutingDecision,
                                  RoutingPolicy, Scheduler, Snapshot, WorkloadGenerator)
 from blis_core.request import Request
+from blis_core.runconfig import ConfigurationError, RunConfig
 from blis_core.simulation import SimulationResult, simulate
 
 __all__ = [
-    "AdmissionPolicy", "BatchConfig", "BlackboxLatency", "KVConfig", "PluginError",
-    "PolicyConfig", "PriorityPolicy", "Request", "RooflineLatency", "RouterState",
-    "RoutingDecision", "RoutingPolicy", "Scheduler", "SimulationConfig", "SimulationResult",
-    "Snapshot", "WorkloadGenerator", "build_latency_model", "get_registry", "hookimpl",
+    "AdmissionPolicy", "AnomalyCounters", "BatchConfig", "BlackboxLatency", "ConfigurationError",
+    "Distribution", "EvaluationResult", "FitnessError", "FitnessResult", "KVConfig",
+    "PluginError", "PolicyConfig", "PriorityPolicy", "RawMetrics", "Request", "RooflineLatency",
+    "RouterState", "RoutingDecision", "RoutingPolicy", "RunConfig", "Scheduler",
+    "SimulationConfig", "SimulationResult", "Snapshot", "WorkloadGenerator",
+    "build_latency_model", "evaluate", "evaluate_result", "get_registry", "hookimpl",
     "simulate",
 ]

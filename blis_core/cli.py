@@ -19,8 +19,8 @@ import click
 
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.instance import BatchConfig
-from blis_core.metrics import (anomaly_section, go_json, kv_section, per_model_section,
-                               per_slo_section, per_tenant_section, priority_inversions)
+from blis_core.evaluation import FitnessError, evaluate_result, parse_fitness_weights
+from blis_core.metrics import go_json
 from blis_core.plugins import PluginError, get_registry
 
 log = logging.getLogger("blis")
@@ -116,6 +116,8 @@ def engine_options(func):
         click.option("--scheduler", default="fcfs", help="Instance scheduler plugin name."),
         click.option("--trace-output", default="", help="Write the run as TraceV2: PREFIX.yaml + PREFIX.csv."),
         click.option("--policy-config", default="", help="Policy bundle YAML (admission, routing, priority, scheduler); flags given explicitly override it."),
+        click.option("--fitness-weights", default="", help="Fitness score as key:weight,... (keys: throughput, tokens_per_sec, p50/p99/mean_ttft, p50/p99/mean_e2e)."),
+        click.option("--format", "output_format", default="auto", type=click.Choice(["auto", "json", "table"]), help="stdout: json (upstream's report), table, or auto (table on a terminal)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -154,18 +156,20 @@ def _routing_params(p: dict, bundle_scorers=()) -> dict:
     return {"scorers": scorers}
 
 
-def _apply_bundle(ctx: click.Context, p: dict):
-    """Fill the policy flags from ``--policy-config`` (cluster-policies.md §4.1): a bundle value
-    replaces a flag's default, a flag given on the command line wins. Returns the bundle's
-    admission parameters and routing scorers, or None and () without a bundle."""
+def _apply_bundle(ctx: click.Context, p: dict, bundle=None):
+    """Fill the policy flags from ``--policy-config`` or a loaded ``bundle`` (cluster-policies.md
+    §4.1): a bundle value replaces a flag's default, a flag given on the command line wins.
+    Returns the bundle's admission parameters, routing scorers and tenant budgets, or
+    None, () and None without a bundle."""
     from blis_core.bundle import BundleError, load_bundle
 
-    if not p["policy_config"]:
-        return None, (), None
-    try:
-        bundle = load_bundle(p["policy_config"])
-    except BundleError as exc:
-        fail(f"--policy-config: {exc}")
+    if bundle is None:
+        if not p["policy_config"]:
+            return None, (), None
+        try:
+            bundle = load_bundle(p["policy_config"])
+        except BundleError as exc:
+            fail(f"--policy-config: {exc}")
     for value, flag in ((bundle.admission.policy, "admission_policy"),
                         (bundle.routing.policy, "routing_policy"),
                         (bundle.priority.policy, "priority_policy"),
@@ -267,7 +271,7 @@ def _resolve(ctx: click.Context, p: dict):
     return resolved
 
 
-def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
+def _simulation_config(ctx: click.Context, p: dict, bundle=None) -> SimulationConfig:
     """Validate the engine flags and build the run configuration (upstream's order)."""
     from blis_core.latency import LatencyConfigError, build_latency_model
 
@@ -302,7 +306,7 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
     for bad, message in checks:
         if bad:
             fail(message)
-    bundle_admission, bundle_scorers, tenant_budgets = _apply_bundle(ctx, p)
+    bundle_admission, bundle_scorers, tenant_budgets = _apply_bundle(ctx, p, bundle)
     registry = get_registry()
     for kind, flag in POLICY_FLAGS:
         try:
@@ -350,42 +354,6 @@ def _simulation_config(ctx: click.Context, p: dict) -> SimulationConfig:
     )
 
 
-# -- output -------------------------------------------------------------------------------------
-def print_report(result) -> None:
-    """Upstream's stdout: per-instance blocks when N > 1, the cluster block, then sections."""
-    out = []
-    if len(result.instances) > 1:
-        for summary in result.instance_summaries:
-            out.append("=== Simulation Metrics ===")
-            out.append(go_json(summary.output()))
-    out.append("=== Simulation Metrics ===")
-    out.append(go_json(result.summary.output()))
-    cluster = result.cluster
-    out += anomaly_section(result.summary,
-                           priority_inversions=priority_inversions(
-                               result.instances, result.config.policies.priority),
-                           rejected=cluster.rejected, shed_by_tier=cluster.shed_by_tier,
-                           routing_rejections=cluster.routing_rejections,
-                           hol_blocking=hol_blocking_events(result.instances))
-    out += kv_section(result.instances, result.summary)
-    out += per_slo_section(result.summary)
-    out += per_model_section(result.summary)
-    out += per_tenant_section(result.summary)
-    sys.stdout.write("\n".join(out) + "\n")
-
-
-def hol_blocking_events(instances) -> int:
-    """Instances whose mean wait-queue length exceeds twice the cluster mean."""
-    if len(instances) < 2:
-        return 0
-    averages = [inst.wait_samples / inst.step_count if inst.step_count else 0.0
-                for inst in instances]
-    mean = sum(averages) / len(averages)
-    if mean <= 0:
-        return 0
-    return sum(1 for avg in averages if avg > 2 * mean)
-
-
 # -- commands -----------------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main_group() -> None:
@@ -413,16 +381,42 @@ def main_group() -> None:
 @click.pass_context
 def run_command(ctx: click.Context, **p) -> None:
     """Simulate a generated workload."""
-    from blis_workloads.runner import build_run_workload, write_run_trace
+    from blis_workloads.runner import write_run_trace
 
-    config = _simulation_config(ctx, p)
+    run = prepare_run(ctx, p)
+    _execute(run, p, metrics_path=p["metrics_path"])
+    if p["trace_output"]:
+        with _output_errors("--trace-output", p["trace_output"]):
+            write_run_trace(p["trace_output"], run.workload, run.simulation)
+
+
+@attrs.frozen
+class PreparedRun:
+    """A validated ``blis run``: the engine configuration, its workload and fitness weights."""
+
+    simulation: SimulationConfig
+    workload: object                  # blis_workloads.runner.RunWorkload
+    fitness_weights: dict
+
+
+def _fitness_weights(p: dict) -> dict:
+    try:
+        return parse_fitness_weights(p["fitness_weights"])
+    except FitnessError as exc:
+        fail(f"--fitness-weights: {exc}")
+
+
+def prepare_run(ctx: click.Context, p: dict, bundle=None) -> PreparedRun:
+    """Validate the flags of ``blis run`` (``bundle`` stands in for ``--policy-config``) and
+    generate the workload; every problem is reported by ``fail`` before anything runs."""
+    from blis_workloads.runner import build_run_workload
+
+    config = _simulation_config(ctx, p, bundle)
+    weights = _fitness_weights(p)
     workload = build_run_workload(p, {name: _given(ctx, name) for name in p})
     if workload.horizon is not None:
         config = attrs.evolve(config, horizon=workload.horizon)
-    _execute(config, workload, metrics_path=p["metrics_path"])
-    if p["trace_output"]:
-        with _output_errors("--trace-output", p["trace_output"]):
-            write_run_trace(p["trace_output"], workload, config)
+    return PreparedRun(config, workload, weights)
 
 
 @main_group.command("replay")
@@ -436,14 +430,14 @@ def replay_command(ctx: click.Context, **p) -> None:
     from blis_workloads.runner import build_replay_workload, write_replay_results, write_run_trace
 
     config = _simulation_config(ctx, p)
-    workload = build_replay_workload(p)
-    result = _execute(config, workload, metrics_path="")
+    run = PreparedRun(config, build_replay_workload(p), _fitness_weights(p))
+    result = _execute(run, p, metrics_path="")
     if p["results_path"]:
         with _output_errors("--results-path", p["results_path"]):
             write_replay_results(p["results_path"], result)
     if p["trace_output"]:
         with _output_errors("--trace-output", p["trace_output"]):
-            write_run_trace(p["trace_output"], workload, config)
+            write_run_trace(p["trace_output"], run.workload, config)
 
 
 @contextlib.contextmanager
@@ -456,16 +450,61 @@ def _output_errors(flag: str, path: str):
         fail(f"{flag}: cannot write {path}: {exc.strerror or exc}")
 
 
-def _execute(config: SimulationConfig, workload, metrics_path: str):
+def _execute(run: PreparedRun, p: dict, metrics_path: str):
+    from blis_core.report import render
     from blis_core.simulation import simulate
 
-    result = simulate(config, workload.requests, workload.sessions)
-    print_report(result)
+    result = simulate(run.simulation, run.workload.requests, run.workload.sessions)
+    evaluation = evaluate_result(result, run.fitness_weights)
+    sys.stdout.write(render(evaluation, p["output_format"], sys.stdout.isatty()))
     if metrics_path:
         with _output_errors("--metrics-path", metrics_path):
             write_atomically(metrics_path, go_json(result.summary.output(with_requests=True)))
         log.info("Metrics written to: %s", metrics_path)
     return result
+
+
+@main_group.group("workload")
+def workload_group() -> None:
+    """Check, preview and export workloads without running a simulation."""
+
+
+@workload_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+def workload_validate(file: str) -> None:
+    """Check a workload spec as --workload-spec would (exit 0 if valid, 2 if not)."""
+    from blis_workloads.preview import validate_command
+
+    validate_command(file)
+
+
+@workload_group.command("preview")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--workload", default=None, help="A workload generator (preset or scenario) instead of FILE.")
+@click.option("--rate", default=None, type=float, help="Arrival rate for --workload (default 1.0).")
+@click.option("--num-requests", default=None, type=INT64, help="Request cap; overrides the spec's num_requests.")
+@click.option("--seed", default=None, type=INT64, help="Seed; overrides the spec's seed.")
+@click.option("--horizon", default=None, type=INT64, help="Generation horizon in microseconds.")
+@click.option("--buckets", default=20, type=INT64, help="Buckets of the rate and length histograms.")
+@click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), help="Output format.")
+def workload_preview(file, workload, rate, num_requests, seed, horizon, buckets, fmt) -> None:
+    """Generate a workload as blis run would and summarize it."""
+    from blis_workloads.preview import preview_command
+
+    preview_command(file, workload, rate, num_requests, seed, horizon, buckets, fmt)
+
+
+@workload_group.command("export")
+@click.argument("name")
+@click.option("--rate", default=None, type=float, help="Arrival rate (default 1.0).")
+@click.option("--num-requests", default=None, type=INT64, help="Requests (default 100).")
+@click.option("--seed", default=None, type=INT64, help="Seed (default 42).")
+@click.option("--output", "-o", default="", help="Write to this file instead of stdout.")
+def workload_export(name, rate, num_requests, seed, output) -> None:
+    """Print a named workload (scenario or preset) as workload-spec YAML."""
+    from blis_workloads.preview import export_command
+
+    export_command(name, rate, num_requests, seed, output)
 
 
 @main_group.group("plugins")

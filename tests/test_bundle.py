@@ -133,8 +133,8 @@ def captured(monkeypatch):
     """Replace the run with a recorder of the configuration it would have run."""
     configs = []
 
-    def fake_execute(config, workload, metrics_path):
-        configs.append(config)
+    def fake_execute(run, p, metrics_path):
+        configs.append(run.simulation)
 
     monkeypatch.setattr(cli, "_execute", fake_execute)
     return configs

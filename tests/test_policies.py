@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from blis_core.config import KVConfig, PolicyConfig, SimulationConfig
 from blis_core.instance import BatchConfig
 from blis_core.latency import BlackboxLatency
-from blis_core.metrics import _count_inversions, anomaly_section, go_json, priority_inversions
+from blis_core.evaluation import priority_inversions
+from blis_core.metrics import go_json
 from blis_core.plugins import get_registry
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.request import Request
@@ -381,37 +382,6 @@ def test_policy_runs_are_audited_and_deterministic(run):
     second = simulate(config, fresh(requests))
     assert go_json(first.summary.output(with_requests=True)) == \
         go_json(second.summary.output(with_requests=True))
-
-
-# -- metrics -----------------------------------------------------------------------------------
-@given(st.lists(st.integers(0, 50), max_size=40))
-def test_inversion_count_matches_the_quadratic_definition(values):
-    brute = sum(1 for i in range(len(values)) for j in range(i + 1, len(values))
-                if values[i] > 2 * values[j])
-    assert _count_inversions(values) == brute
-
-
-def test_priority_inversions_are_zero_for_the_constant_policy():
-    config = SimulationConfig(latency=BlackboxLatency(ALPHA, BETA))
-    reqs = [request(i, 1000 * (10 - i), 50 * (10 - i), 20 * (10 - i)) for i in range(10)]
-    result = simulate(config, sorted(reqs, key=lambda r: r.arrival_time))
-    assert priority_inversions(result.instances, "constant") == 0
-    assert priority_inversions(result.instances, "") == 0
-    manual = priority_inversions(result.instances, "slo-based")
-    done = sorted((r for r in result.requests if r.state == "completed"),
-                  key=lambda r: (r.arrival_time, r.id))
-    assert manual == sum(1 for i, a in enumerate(done) for b in done[i + 1:]
-                         if a.e2e > 2 * b.e2e)
-
-
-def test_anomaly_section_lists_shed_tiers_sorted():
-    config = SimulationConfig(latency=BlackboxLatency(ALPHA, BETA))
-    result = simulate(config, [request(0, 0, 10, 5)])
-    lines = anomaly_section(result.summary, rejected=3,
-                            shed_by_tier={"standard": 1, "batch": 2})
-    assert lines[:6] == ["=== Anomaly Counters ===", "Priority Inversions: 0",
-                         "HOL Blocking Events: 0", "Rejected Requests (Admission): 3",
-                         "  Shed (batch): 2", "  Shed (standard): 1"]
 
 
 # -- tenant budgets (cluster-policies §2.3 step 4) ---------------------------------------------
