@@ -160,9 +160,12 @@ def _prepared_clients(spec: WorkloadSpec, horizon: int, max_requests: int
             spec.category = expanded.category
         # The stage rates are the ground truth; a given aggregate_rate is overridden.
         spec.aggregate_rate = expanded.aggregate_rate
-    if spec.servegen_data is not None and not spec.clients and not spec.cohorts:
-        raise WorkloadError("loading ServeGen data: servegen_data is not supported by blis; "
-                            "describe the clients explicitly")
+    if spec.servegen_data is not None and not spec.clients:
+        from blis_workloads.servegen import load_servegen_clients
+        try:
+            spec.clients = load_servegen_clients(spec.servegen_data)
+        except WorkloadError as exc:
+            raise WorkloadError(f"loading ServeGen data: {exc}") from None
     upgrade_v1_to_v2(spec)
     try:
         spec.validate()

@@ -2,8 +2,9 @@
 
 from blis_core.hookspecs import hookimpl
 from blis_workloads.cli_synthesis import BUILTIN_GENERATORS
+from blis_workloads.scenarios import SCENARIOS
 
 
 @hookimpl
 def blis_workload_generators():
-    return list(BUILTIN_GENERATORS)
+    return list(BUILTIN_GENERATORS) + list(SCENARIOS)
