@@ -38,3 +38,16 @@ def read_shared_json(*parts: str) -> Any | None:
         return None
     path = base.joinpath(*parts)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """Run ``blis ARGV`` in-process: (exit code, stdout, stderr)."""
+    from blis_core.cli import main
+
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err

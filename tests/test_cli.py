@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from blis_core import cli
-from blis_core.cli import main
+from _shared import run_cli
 
 MODEL = ["--model", "meta-llama/llama-3.1-8b-instruct"]
 BLACKBOX = [
@@ -38,17 +38,6 @@ def error_lines(err: str) -> list[str]:
     """stderr without upstream-style log lines (``level=WARNING msg=...``), which may precede
     the error: bad input must end the output with exactly one error line."""
     return [line for line in err.splitlines() if not line.startswith("level=")]
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    """Run ``blis ARGV`` in-process: (exit code, stdout, stderr)."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def metric_blocks(stdout: str) -> list[dict]:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import blis_core
-from blis_core.cli import main
+from _shared import run_cli
 from blis_core.config import SimulationConfig
 from blis_core.evaluation import (FITNESS_KEYS, AnomalyCounters, Distribution, FitnessError,
                                   _count_inversions, compute_fitness, fitness_components,
@@ -41,16 +41,6 @@ BASE = ("--model meta-llama/llama-3.1-8b-instruct --latency-model blackbox --har
 def request(i: int, arrival: int = 0, n_in: int = 1, n_out: int = 1) -> Request:
     return Request(f"request_{i}", arrival, np.zeros(n_in, np.int32), np.zeros(n_out, np.int32),
                    max_output_len=n_out)
-
-
-def run_cli(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- distributions ------------------------------------------------------------------------------

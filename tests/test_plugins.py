@@ -11,7 +11,7 @@ from importlib import metadata
 import pytest
 
 from blis_core import hookspecs, plugins
-from blis_core.cli import main
+from _shared import run_cli
 from blis_core.hookspecs import hookimpl
 from blis_core.plugins import KINDS, PIN_ENV, PluginError, build_manager, collect
 
@@ -45,16 +45,6 @@ def _isolated(monkeypatch):
 def registry(extra=()):
     manager, provenance = build_manager(extra_plugins=list(extra))
     return collect(manager, provenance)
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def blis_version() -> str:

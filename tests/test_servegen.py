@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blis_core.cli import main
+from _shared import run_cli
 from blis_workloads import MAX_HORIZON, WorkloadError, generate_workload, parse_workload_spec
 from blis_workloads.scenarios import dump_workload_spec
 from blis_workloads.servegen import go_parse_float, load_servegen_clients, parse_servegen_pdf
@@ -218,26 +218,17 @@ def test_invalid_loaded_client_fails_validation_with_its_path(tmp_path):
         generate_workload(parse_workload_spec(spec_text(d)), MAX_HORIZON, 10)
 
 
-def _cli(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, *capsys.readouterr()
-
-
 def test_cli_validate_preview_and_one_line_errors(data, tmp_path, capsys):
     spec = tmp_path / "sg.yaml"
     spec.write_text(spec_text(data))
-    code, out, err = _cli(["workload", "validate", str(spec)], capsys)
+    code, out, err = run_cli(["workload", "validate", str(spec)], capsys)
     assert code == 0, err
     assert f"servegen_data {data}" in out
-    code, out, err = _cli(["workload", "preview", str(spec), "--format", "json"], capsys)
+    code, out, err = run_cli(["workload", "preview", str(spec), "--format", "json"], capsys)
     assert code == 0, err
     assert json.loads(out)["requests"] == 300
     (data / "chunk-2-dataset.json").write_text("[]")
-    code, out, err = _cli(["workload", "validate", str(spec)], capsys)
+    code, out, err = run_cli(["workload", "validate", str(spec)], capsys)
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [
         "blis: error: Failed to generate workload: loading ServeGen data: loading chunk 2: "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from blis_core.cli import main
+from _shared import run_cli
 from blis_workloads import WorkloadOptions, build_cli_workload, load_workload_spec
 
 UPSTREAM_EXAMPLES = Path("/work/shared/reference/upstream/examples")
@@ -38,16 +38,6 @@ clients:
     input_distribution: {type: constant, params: {value: 700}}
     output_distribution: {type: constant, params: {value: 9}}
 """
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_line(err: str) -> str:
