@@ -7,16 +7,17 @@ from blis_core.hookspecs import hookimpl
 from blis_core.instance import BatchConfig
 from blis_core.latency import BlackboxLatency, RooflineLatency, build_latency_model
 from blis_core.plugins import PluginError, get_registry
-from blis_core.protocols import (AdmissionPolicy, PriorityPolicy, RouterState, RoutingDecision,
-                                 RoutingPolicy, Scheduler, Snapshot, WorkloadGenerator)
+from blis_core.protocols import (AdmissionPolicy, ArrivalProcess, LengthDistribution,
+                                 PriorityPolicy, RouterState, RoutingDecision, RoutingPolicy,
+                                 Scheduler, Snapshot, WorkloadGenerator)
 from blis_core.request import Request
 from blis_core.runconfig import ConfigurationError, RunConfig
 from blis_core.simulation import SimulationResult, simulate
 
 __all__ = [
-    "AdmissionPolicy", "AnomalyCounters", "BatchConfig", "BlackboxLatency", "ConfigurationError",
+    "AdmissionPolicy", "AnomalyCounters", "ArrivalProcess", "BatchConfig", "BlackboxLatency", "ConfigurationError",
     "Distribution", "EvaluationResult", "FitnessError", "FitnessResult", "KVConfig",
-    "PluginError", "PolicyConfig", "PriorityPolicy", "RawMetrics", "Request", "RooflineLatency",
+    "LengthDistribution", "PluginError", "PolicyConfig", "PriorityPolicy", "RawMetrics", "Request", "RooflineLatency",
     "RouterState", "RoutingDecision", "RoutingPolicy", "RunConfig", "Scheduler",
     "SimulationConfig", "SimulationResult", "Snapshot", "WorkloadGenerator",
     "build_latency_model", "evaluate", "evaluate_result", "get_registry", "hookimpl",

@@ -21,7 +21,7 @@ from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.instance import BatchConfig
 from blis_core.evaluation import FitnessError, evaluate_result, parse_fitness_weights
 from blis_core.metrics import go_json
-from blis_core.plugins import PluginError, get_registry
+from blis_core.plugins import KINDS, PluginError, get_registry
 
 log = logging.getLogger("blis")
 
@@ -514,12 +514,13 @@ def plugins_group() -> None:
 
 @plugins_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--kind", default="", help="Only this kind (admission, routing, priority, scheduler, workload).")
+@click.option("--kind", default="", help="Only this kind (admission, routing, priority, scheduler, workload, arrival, length).")
 def plugins_list(as_json: bool, kind: str) -> None:
     """List every installed policy and workload plugin."""
     registry = get_registry()
-    if kind and kind not in {"admission", "routing", "priority", "scheduler", "workload"}:
-        fail(f"--kind: unknown kind {kind!r} (known: admission, priority, routing, scheduler, workload)")
+    known = sorted(KINDS.values())
+    if kind and kind not in known:
+        fail(f"--kind: unknown kind {kind!r} (known: {', '.join(known)})")
     entries = registry.entries(kind or None)
     if as_json:
         rows = [{"kind": e.kind, "name": e.name, "distribution": e.distribution,

@@ -142,12 +142,18 @@ class GoRand:
     def _next_words(self, count: int) -> np.ndarray:
         """Consume the next ``count`` outputs: pending ones first, then freshly generated."""
         pending = self._pending
+        if not pending:
+            return self._generate(count)
         taken = min(count, len(pending))
         words = np.array(pending[: -taken - 1 : -1], dtype=np.uint64)
         del pending[len(pending) - taken :]
         if taken < count:
             words = np.concatenate((words, self._generate(count - taken)))
         return words
+
+    def int63_array(self, count: int) -> np.ndarray:
+        """The next ``count`` values of ``Int63()``, as one int64 array (one draw each)."""
+        return (self._next_words(count) & np.uint64(_MASK63)).view(np.int64)
 
     def _put_back(self, unconsumed: np.ndarray) -> None:
         """Return outputs taken by ``_next_words`` but not used; they come next again."""

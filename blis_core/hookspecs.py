@@ -60,3 +60,24 @@ def blis_workload_generators() -> list[type]:
     A workload generator turns the run's workload options (``--workload NAME`` with its rate,
     request count and length flags) into a workload specification.
     """
+
+
+@hookspec
+def blis_arrival_processes() -> list[type]:
+    """Return arrival process classes (protocol ``blis_core.protocols.ArrivalProcess``).
+
+    An arrival process draws the inter-arrival times of a workload-spec client; the spec selects
+    it with ``arrival: {process: NAME, ...}``. Built-in: ``poisson``, ``gamma``, ``weibull``,
+    ``constant``.
+    """
+
+
+@hookspec
+def blis_length_distributions() -> list[type]:
+    """Return length distribution classes (protocol ``blis_core.protocols.LengthDistribution``).
+
+    A length distribution draws the prompt or output token count of a workload-spec request; the
+    spec selects it with ``input_distribution: {type: NAME, params: {...}}`` (likewise
+    ``output_distribution`` and the multimodal and reasoning distributions). Built-in:
+    ``gaussian``, ``exponential``, ``pareto_lognormal``, ``constant``, ``empirical``.
+    """

@@ -26,6 +26,19 @@ KINDS = {
     "blis_priority_policies": "priority",
     "blis_schedulers": "scheduler",
     "blis_workload_generators": "workload",
+    "blis_arrival_processes": "arrival",
+    "blis_length_distributions": "length",
+}
+
+# kind -> what an unknown name is called in error messages
+_WHAT = {
+    "admission": "admission policy",
+    "routing": "routing policy",
+    "priority": "priority policy",
+    "scheduler": "scheduler",
+    "workload": "workload",
+    "arrival": "arrival process",
+    "length": "length distribution",
 }
 
 
@@ -75,8 +88,7 @@ class Registry:
         entry = self._by_kind[kind].get(name)
         if entry is None:
             known = ", ".join(self.names(kind)) or "none installed"
-            what = kind if kind in ("workload", "scheduler") else f"{kind} policy"
-            raise PluginError(f"unknown {what} {name!r} (known: {known})")
+            raise PluginError(f"unknown {_WHAT[kind]} {name!r} (known: {known})")
         return entry.cls
 
 

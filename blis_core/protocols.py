@@ -7,7 +7,7 @@ and carries a class attribute ``name`` (the string users select it by).
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Callable, ClassVar, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import attrs
 
@@ -122,3 +122,71 @@ class WorkloadGenerator(Protocol):
     name: ClassVar[str]
 
     def to_spec(self, options): ...
+
+
+@runtime_checkable
+class ArrivalProcess(Protocol):
+    """Draws a workload-spec client's inter-arrival times: ``arrival: {process: NAME, ...}``.
+
+    Parameters. ``params`` declares the keys the ``arrival:`` mapping may carry besides
+    ``process`` and ``cv`` (which every process accepts): each key maps to its default, or to
+    ``None`` when it is required. Values are numbers. Validation refuses an undeclared key
+    (``clients[0].arrival.period_us: unknown field "period_us"``), a missing required one and a
+    non-finite value, each with its field path, before anything is generated. An optional
+    classmethod ``check(cv, params)`` then checks the values (``params`` with the defaults
+    filled in) and raises ``ValueError("<key>: <problem>")``; blis prefixes the field path.
+
+    Construction: ``cls(rate_per_us, cv, **params)`` once per client, where ``rate_per_us`` is
+    the client's share of the spec's ``aggregate_rate`` in requests per µs (floored at 1e-15),
+    ``cv`` the mapping's ``cv`` (``None`` when absent) and ``params`` every declared key with
+    its value or default. A ``ValueError`` raised here stops generation with a one-line error.
+
+    Drawing: ``sample_iat(rng)`` is called once per arrival, in arrival order, and returns the
+    time to the next arrival in integer µs: >= 1, or 0 to end the client's arrivals (nothing
+    after it is generated). The client's clock starts at 0 (at its first lifecycle window's
+    start for a single-session client) and advances by exactly the returned values, so a
+    time-varying process can keep its own clock. All randomness comes from ``rng``, the
+    client's private Go-compatible ``math/rand`` generator (``blis_core.gorand.GoRand`` or the
+    block-reading ``BlockRand``): ``float64()``, ``exp_float64()``, ``norm_float64()``,
+    ``int63()``, ``intn(n)``; the same seed then gives the same workload. The lengths and
+    token ids of the request are drawn from the same generator right after each call, so
+    draw order is part of a process's definition.
+    """
+
+    name: ClassVar[str]
+    params: ClassVar[Mapping[str, float | None]]
+
+    def sample_iat(self, rng) -> int: ...
+
+
+@runtime_checkable
+class LengthDistribution(Protocol):
+    """Draws token counts: ``input_distribution: {type: NAME, params: {...}}`` and the like.
+
+    Used for a client's ``input_distribution`` and ``output_distribution``, its multimodal
+    text, item and count distributions, and ``reasoning.reason_ratio_distribution`` (the
+    draw / 100 is the reason ratio).
+
+    Parameters. ``params`` is either ``None`` (any key is accepted and the constructor checks
+    them, like the built-ins, which raise their upstream messages at generation time) or a
+    mapping that declares the accepted keys of the ``params:`` mapping, each to its default or
+    to ``None`` when required; validation then refuses other keys and missing required ones
+    with their field path. Values are finite numbers (validation refuses NaN and infinities).
+    An optional classmethod ``check(params)`` checks them at validation time and raises
+    ``ValueError("<key>: <problem>")``.
+
+    Construction: ``cls(params, file)`` once per client and distribution, with the ``params:``
+    mapping (declared defaults filled in) and the ``file:`` string (``""`` when absent). A
+    ``ValueError`` raised here is reported as ``client "<id>" input distribution: <message>``
+    when the workload is generated.
+
+    Drawing: ``sample(rng) -> int``, once per length, a token count >= 1 (upstream's gaussian
+    with ``min == max`` returns ``min`` unchanged, its one exception). Randomness only from
+    ``rng``, the same Go-compatible generator as for ``ArrivalProcess``; a distribution that
+    needs no draw (a constant) must not consume any.
+    """
+
+    name: ClassVar[str]
+    params: ClassVar[Mapping[str, float | None] | None]
+
+    def sample(self, rng) -> int: ...

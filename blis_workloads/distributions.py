@@ -1,8 +1,12 @@
 """Random draws of the workload generator: length samplers, arrival samplers, token ids.
 
-Every sampler consumes its generator in exactly upstream's order (``sim/workload/distribution.go``
-and ``arrival.go`` at 4e179804; cluster-policies.md §6.2), so a port that calls them in the same
-sequence reproduces upstream's request stream bit for bit.
+The built-in length distributions and arrival processes are plugin classes (kinds "length" and
+"arrival", protocols ``blis_core.protocols.LengthDistribution`` and ``ArrivalProcess``),
+registered by ``blis_workloads.plugin``; ``length_sampler`` and ``arrival_sampler`` look a
+spec's name up in the registry, once per client. Every built-in consumes its generator in
+exactly upstream's order (``sim/workload/distribution.go`` and ``arrival.go`` at 4e179804;
+cluster-policies.md §6.2), so a port that calls them in the same sequence reproduces upstream's
+request stream bit for bit.
 
 Generators are duck-typed: anything with Go's ``math/rand`` method set (``int63``, ``float64``,
 ``norm_float64``, ``exp_float64``, ``intn``, ``intn_array``) works. ``BlockRand`` is the fast
@@ -11,27 +15,34 @@ one used for every stream the workload owns privately.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 from bisect import bisect_left
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import numpy as np
 
 from blis_core.gomath import go_exp, go_log, go_pow, go_round, trunc_int64
 from blis_core.gorand import GoRand
+from blis_core.plugins import PluginError, get_registry
 # The ziggurat tables are private to gorand; BlockRand evaluates the same algorithm on words it
 # fetched in bulk, so it needs the same constants rather than a second copy of them.
 from blis_core.gorand import (_FE, _FE_STEP, _FN, _FN_STEP, _INV_RN, _KE, _KN, _RE, _RN, _WE,
                               _WN, _f32)
-from blis_workloads.spec import ArrivalSpec, DistSpec, WorkloadError, go_quote
+from blis_workloads.spec import ArrivalSpec, DistSpec, WorkloadError, go_fmt_f, go_quote
+
+log = logging.getLogger("blis.workload")
 
 __all__ = [
+    "BUILTIN_ARRIVAL_PROCESSES",
+    "BUILTIN_LENGTH_DISTRIBUTIONS",
     "MAX_TOKEN_ID",
     "ArrivalSampler",
     "BlockRand",
     "ConstantArrival",
+    "ConstantLength",
     "ConstantSampler",
     "EmpiricalSampler",
     "ExponentialSampler",
@@ -54,6 +65,7 @@ _SMALLEST_NONZERO = 5e-324       # Go's math.SmallestNonzeroFloat64
 _TWO_TO_MINUS_63 = 2.0**-63
 # Int31n rejects an Int31 above this bound (v1 rejection sampling).
 _TOKEN_LIMIT = _INT31_MAX - (1 << 31) % MAX_TOKEN_ID
+_TOKEN_MOD = np.uint32(MAX_TOKEN_ID)
 
 
 class BlockRand:
@@ -65,8 +77,8 @@ class BlockRand:
 
     Why: a request draws two lengths and then a few hundred token ids; the token ids of a
     whole block are computed with one vectorized pass, and a request only slices them.
-    The words come from ``GoRand.intn_array(2**63 - 1, n)``: ``Int63n(2^63-1)`` returns the
-    ``Int63`` word itself, rejecting only the value 2^63-1 (probability 2^-63 per word).
+    The words are the wrapped generator's raw outputs masked to 63 bits, which is what Go's
+    ``Int63`` returns; ``GoRand.int63_array`` hands them over as one array.
     """
 
     __slots__ = ("_rng", "_words", "_tokens", "_bad", "_pos", "_block")
@@ -88,10 +100,14 @@ class BlockRand:
         keep = self._words[self._pos:]
         fetch = max(needed - len(keep), self._block)
         self._block = min(self._block * 2, self._MAX_BLOCK)
-        self._words = np.concatenate((keep, self._rng.intn_array(_INT63_MAX, fetch)))
+        # Go's Int63 is the low 63 bits of the next Uint64 output (rngSource.Int63).
+        fresh = self._rng.int63_array(fetch)
+        self._words = np.concatenate((keep, fresh)) if len(keep) else fresh
         self._pos = 0
-        int31 = (self._words >> 32).astype(np.int32)     # Go's Int31(): the top 31 bits
-        self._tokens = int31 % np.int32(MAX_TOKEN_ID)
+        int31 = (self._words >> 32).astype(np.uint32)    # Go's Int31(): the top 31 bits
+        # x - (x // n) * n: numpy divides by a scalar with a precomputed multiplier, which
+        # makes this several times faster than x % n.
+        self._tokens = (int31 - (int31 // _TOKEN_MOD) * _TOKEN_MOD).view(np.int32)
         self._bad = np.flatnonzero(int31 > _TOKEN_LIMIT).tolist()
 
     def int63(self) -> int:
@@ -104,7 +120,12 @@ class BlockRand:
 
     def float64(self) -> float:
         while True:
-            f = self.int63() * _TWO_TO_MINUS_63
+            pos = self._pos
+            if pos < len(self._words):          # inlined int63(): the hot path
+                self._pos = pos + 1
+                f = self._words.item(pos) * _TWO_TO_MINUS_63
+            else:
+                f = self.int63() * _TWO_TO_MINUS_63
             if f != 1.0:
                 return f
 
@@ -136,7 +157,12 @@ class BlockRand:
     def exp_float64(self) -> float:
         """Go's ``ExpFloat64`` ziggurat, as in ``GoRand.exp_float64``."""
         while True:
-            j = self.int63() >> 31
+            pos = self._pos
+            if pos < len(self._words):          # inlined int63(): the hot path
+                self._pos = pos + 1
+                j = self._words.item(pos) >> 31
+            else:
+                j = self.int63() >> 31
             i = j & 0xFF
             x = j * _WE[i]
             if j < _KE[i]:
@@ -170,20 +196,36 @@ class BlockRand:
         if not bad or bad[-1] < start or bisect_left(bad, start) == bisect_left(bad, stop):
             self._pos = stop
             return self._tokens[start:stop]
-        # A rejected word inside the run: drop it and read one more (rare, ~1.3e-5 per word).
-        out = []
-        while len(out) < count:
-            if self._pos >= len(self._words):
-                self._refill(count - len(out))
-            v = self._words.item(self._pos) >> 32
-            self._pos += 1
-            if v <= _TOKEN_LIMIT:
-                out.append(v % MAX_TOKEN_ID)
-        return np.array(out, dtype=np.int32)
+        return self._tokens_around_rejections(count)
+
+    def _tokens_around_rejections(self, count: int) -> np.ndarray:
+        """``count`` token ids from a run that contains rejected words (~1.3e-5 per word).
+
+        Go's ``Int31n`` skips a rejected word and reads the next one, so the run ends right
+        after its ``count``-th accepted word: the smallest ``n`` whose first ``n`` words hold
+        ``count`` accepted ones. Iterating ``n = count + rejected(n)`` from ``n = count`` climbs
+        to exactly that ``n`` (each step stays at or below it), after which the rejected words
+        are cut out in one vectorized pass instead of a Python loop over every token.
+        """
+        need = count
+        while True:
+            if self._pos + need > len(self._words):
+                self._refill(need)          # moves the read position to 0
+            start = self._pos
+            bad = self._bad
+            lo = bisect_left(bad, start)
+            hi = bisect_left(bad, start + need)
+            if need - (hi - lo) == count:
+                break
+            need = count + (hi - lo)
+        self._pos = start + need
+        run = self._tokens[start:start + need]
+        return np.delete(run, np.asarray(bad[lo:hi], dtype=np.intp) - start)
 
 
 # --------------------------------------------------------------------------------------------
-# Length samplers: Sample(rng) -> int >= 1 (except a degenerate gaussian's min).
+# Length distributions (plugin kind "length"): cls(params, file), then sample(rng) -> int >= 1
+# (except a degenerate gaussian's min). Constructors raise upstream's NewLengthSampler errors.
 
 def round_half_away(x: float) -> int:
     """``int(math.Round(x))`` for finite x: Go rounds half away from zero.
@@ -204,14 +246,51 @@ class LengthSampler(Protocol):
     def sample(self, rng) -> int: ...
 
 
+# Go's Exp and Pow, ported exactly in gomath, cost microseconds in Python; libm's exp and pow
+# are fast and differ from them by a few ulps (test_go_pow_special_cases_and_accuracy bounds
+# the difference at 1e-14 relative). A sampler that only rounds or truncates such a value
+# therefore computes it with libm first and keeps the integer unless the value lies within
+# _NEAR (relative) of the rounding boundary, where the two could land on different sides;
+# only then does it redo Go's computation. The margin is 10^4 times the difference, so the
+# integers that leave the samplers are Go's, bit for bit.
+_NEAR = 1e-10
+_NORMAL_MIN = 1e-300          # below this libm's results lose relative precision (subnormals)
+_TWO_TO_52 = 4503599627370496.0
+
+
+def _round_clear(x: float) -> int:
+    """``round_half_away(x)`` when ``0 <= x < 2^52`` and ``x`` is clear of a half-integer by
+    the ``_NEAR`` margin; -1 otherwise (the caller then computes exactly)."""
+    if 0.0 <= x < _TWO_TO_52:
+        whole = int(x)
+        frac = x - whole
+        gap = x * _NEAR
+        if frac - 0.5 > gap:
+            return whole + 1
+        if 0.5 - frac > gap:
+            return whole
+    return -1
+
+
+def _require(params: Mapping[str, float], *names: str) -> None:
+    for name in names:
+        if name not in params:
+            raise WorkloadError(f"distribution requires parameter {go_quote(name)}")
+
+
 class GaussianSampler:
-    """Clamped gaussian: no draw when min == max; results below 1 become 1."""
+    """Gaussian lengths: mean, std_dev, clamped to [min, max] and rounded; no draw if min == max."""
+
+    name = "gaussian"
+    params = None           # upstream checks the keys itself and ignores extra ones
 
     __slots__ = ("mean", "std_dev", "lo", "hi", "_flo", "_fhi")
 
-    def __init__(self, mean: float, std_dev: float, lo: int, hi: int) -> None:
-        self.mean, self.std_dev, self.lo, self.hi = mean, std_dev, lo, hi
-        self._flo, self._fhi = float(lo), float(hi)
+    def __init__(self, params: Mapping[str, float], file: str = "") -> None:
+        _require(params, "mean", "std_dev", "min", "max")
+        self.mean, self.std_dev = params["mean"], params["std_dev"]
+        self.lo, self.hi = trunc_int64(params["min"]), trunc_int64(params["max"])
+        self._flo, self._fhi = float(self.lo), float(self.hi)
 
     def sample(self, rng) -> int:
         if self.lo == self.hi:
@@ -227,10 +306,16 @@ class GaussianSampler:
 
 
 class ExponentialSampler:
+    """Exponential lengths with the given mean, rounded (at least 1)."""
+
+    name = "exponential"
+    params = None
+
     __slots__ = ("mean",)
 
-    def __init__(self, mean: float) -> None:
-        self.mean = mean
+    def __init__(self, params: Mapping[str, float], file: str = "") -> None:
+        _require(params, "mean")
+        self.mean = params["mean"]
 
     def sample(self, rng) -> int:
         result = round_half_away(rng.exp_float64() * self.mean)
@@ -238,28 +323,56 @@ class ExponentialSampler:
 
 
 class ParetoLogNormalSampler:
-    """Mixture: Pareto(alpha, xm) with probability mix_weight, else LogNormal(mu, sigma)."""
+    """Heavy tail: Pareto(alpha, xm) with probability mix_weight, else LogNormal(mu, sigma).
 
-    __slots__ = ("alpha", "xm", "mu", "sigma", "mix_weight")
+    Rounded half away from zero, at least 1.
+    """
 
-    def __init__(self, alpha: float, xm: float, mu: float, sigma: float,
-                 mix_weight: float) -> None:
-        self.alpha, self.xm, self.mu, self.sigma, self.mix_weight = alpha, xm, mu, sigma, mix_weight
+    name = "pareto_lognormal"
+    params = None
+
+    __slots__ = ("alpha", "xm", "mu", "sigma", "mix_weight", "_y", "_pow")
+
+    def __init__(self, params: Mapping[str, float], file: str = "") -> None:
+        _require(params, "alpha", "xm", "mu", "sigma", "mix_weight")
+        self.alpha, self.xm = params["alpha"], params["xm"]
+        self.mu, self.sigma, self.mix_weight = params["mu"], params["sigma"], params["mix_weight"]
+        # Go divides by zero without trapping: 1/0 is +Inf, and Pow(u, +Inf) is 0 for u < 1.
+        self._y = 1.0 / self.alpha if self.alpha else math.copysign(math.inf, self.alpha)
+        self._pow = _unit_pow(self._y)
 
     def sample(self, rng) -> int:
         if rng.float64() < self.mix_weight:
             u = rng.float64()
             if u == 0:
                 u = _SMALLEST_NONZERO
-            value = self.xm / go_pow(u, 1.0 / self.alpha)
+            if 0 < self._y < 64:
+                p = u ** self._y
+                if p > _NORMAL_MIN:
+                    result = _round_clear(self.xm / p)
+                    if result >= 0:
+                        return result if result >= 1 else 1
+            p = self._pow(u)
+            value = self.xm / p if p else (math.copysign(math.inf, self.xm) if self.xm
+                                            else math.nan)
         else:
-            value = go_exp(self.mu + self.sigma * rng.norm_float64())
+            arg = self.mu + self.sigma * rng.norm_float64()
+            if -700.0 < arg < 700.0:
+                result = _round_clear(math.exp(arg))
+                if result >= 0:
+                    return result if result >= 1 else 1
+            value = go_exp(arg)
         # Go's int(+Inf or NaN) is the amd64 "integer indefinite", which the floor turns into 1.
-        result = trunc_int64(go_round(value))
+        if value < _TWO_TO_52:                  # round_half_away is exact below 2^52
+            result = round_half_away(value)
+        else:
+            result = trunc_int64(go_round(value))
         return result if result >= 1 else 1
 
 
 class ConstantSampler:
+    """A fixed length (at least 1); draws nothing."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: int) -> None:
@@ -269,12 +382,41 @@ class ConstantSampler:
         return self.value if self.value >= 1 else 1
 
 
+class ConstantLength(ConstantSampler):
+    """A fixed length: value truncated toward zero (at least 1); draws nothing."""
+
+    name = "constant"
+    params = None
+
+    __slots__ = ()
+
+    def __init__(self, params: Mapping[str, float], file: str = "") -> None:
+        super().__init__(trunc_int64(params.get("value", 0.0)))
+
+
+_SCANF_INT = re.compile(r"\s*([+-]?\d+)")
+
+
 class EmpiricalSampler:
-    """Inverse-CDF over sorted integer bins; a single bin draws nothing."""
+    """An inverse-CDF draw over integer bins: params map each length to its probability."""
+
+    name = "empirical"
+    params = None           # the keys are the bins
 
     __slots__ = ("values", "cdf")
 
-    def __init__(self, pdf: dict[int, float]) -> None:
+    def __init__(self, params: Mapping[str, float], file: str = "") -> None:
+        if not file and not params:
+            raise WorkloadError("empirical distribution requires a file path or inline params")
+        pdf: dict[int, float] = {}
+        for key, prob in params.items():
+            # Go parses the key with Sscanf("%d"): a leading integer, trailing text ignored.
+            m = _SCANF_INT.match(key)
+            if m is None:
+                raise WorkloadError(f"empirical PDF key {go_quote(key)} is not an integer")
+            pdf[int(m.group(1))] = prob
+        if not pdf:
+            raise WorkloadError("empirical distribution has no valid bins")
         keys = sorted(pdf)
         total = 0.0
         for k in keys:
@@ -301,68 +443,73 @@ class EmpiricalSampler:
         return self.values[min(idx, len(self.values) - 1)]
 
 
-_SCANF_INT = re.compile(r"\s*([+-]?\d+)")
+BUILTIN_LENGTH_DISTRIBUTIONS = (GaussianSampler, ExponentialSampler, ParetoLogNormalSampler,
+                                ConstantLength, EmpiricalSampler)
 
 
-def _require(params: dict[str, float], *names: str) -> None:
-    for name in names:
-        if name not in params:
-            raise WorkloadError(f"distribution requires parameter {go_quote(name)}")
+def _with_defaults(cls: type, given: Mapping[str, float]) -> dict[str, float]:
+    """The parameters a plugin class is constructed with: its declared keys, given or default."""
+    declared = getattr(cls, "params", None)
+    if declared is None:
+        return dict(given)
+    complete = {}
+    for key, default in declared.items():
+        if key in given:
+            complete[key] = given[key]
+        elif default is None:
+            raise WorkloadError(f"{cls.name} requires parameter {go_quote(key)}")
+        else:
+            complete[key] = default
+    return complete
 
 
 def length_sampler(dist: DistSpec) -> LengthSampler:
-    """Upstream ``NewLengthSampler``: the sampler for a ``DistSpec``, or a WorkloadError."""
-    p = dist.params
-    kind = dist.type
-    if kind == "gaussian":
-        _require(p, "mean", "std_dev", "min", "max")
-        return GaussianSampler(p["mean"], p["std_dev"], trunc_int64(p["min"]),
-                               trunc_int64(p["max"]))
-    if kind == "exponential":
-        _require(p, "mean")
-        return ExponentialSampler(p["mean"])
-    if kind == "pareto_lognormal":
-        _require(p, "alpha", "xm", "mu", "sigma", "mix_weight")
-        return ParetoLogNormalSampler(p["alpha"], p["xm"], p["mu"], p["sigma"], p["mix_weight"])
-    if kind == "constant":
-        return ConstantSampler(trunc_int64(p.get("value", 0.0)))
-    if kind == "empirical":
-        if not dist.file and not p:
-            raise WorkloadError("empirical distribution requires a file path or inline params")
-        pdf: dict[int, float] = {}
-        for key, prob in p.items():
-            # Go parses the key with Sscanf("%d"): a leading integer, trailing text ignored.
-            m = _SCANF_INT.match(key)
-            if m is None:
-                raise WorkloadError(f"empirical PDF key {go_quote(key)} is not an integer")
-            pdf[int(m.group(1))] = prob
-        if not pdf:
-            raise WorkloadError("empirical distribution has no valid bins")
-        return EmpiricalSampler(pdf)
-    raise WorkloadError(f"unknown distribution type {go_quote(kind)}")
+    """Upstream ``NewLengthSampler`` over the ``length`` plugins: the class registered under
+    ``dist.type``, constructed once; its ``ValueError`` becomes a one-line WorkloadError."""
+    try:
+        cls = get_registry().get("length", dist.type)
+    except PluginError:
+        raise WorkloadError(f"unknown distribution type {go_quote(dist.type)}") from None
+    try:
+        return cls(_with_defaults(cls, dist.params), dist.file)
+    except WorkloadError:
+        raise
+    except ValueError as exc:
+        raise WorkloadError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------
-# Arrival samplers: sample_iat(rng) -> int (µs); 0 only from an exhausted stateful sampler.
+# Arrival processes (plugin kind "arrival"): cls(rate_per_us, cv, **params), then
+# sample_iat(rng) -> int µs; 0 only from an exhausted stateful sampler.
 
 class ArrivalSampler(Protocol):
     def sample_iat(self, rng) -> int: ...
 
 
 class ConstantArrival:
+    """Evenly spaced arrivals: one every 1/rate µs (truncated, at least 1); draws nothing."""
+
+    name = "constant"
+    params: dict[str, float | None] = {}
+
     __slots__ = ("iat",)
 
-    def __init__(self, iat: int) -> None:
-        self.iat = iat
+    def __init__(self, rate_per_us: float, cv: float | None = None) -> None:
+        self.iat = max(1, trunc_int64(1.0 / rate_per_us))
 
     def sample_iat(self, rng) -> int:
         return self.iat
 
 
 class PoissonArrival:
+    """Poisson arrivals: exponential inter-arrival times at the client's rate (at least 1 µs)."""
+
+    name = "poisson"
+    params: dict[str, float | None] = {}
+
     __slots__ = ("rate",)
 
-    def __init__(self, rate_per_us: float) -> None:
+    def __init__(self, rate_per_us: float, cv: float | None = None) -> None:
         self.rate = rate_per_us
 
     def sample_iat(self, rng) -> int:
@@ -370,49 +517,106 @@ class PoissonArrival:
         return iat if iat >= 1 else 1
 
 
-def _gamma_draw(rng, shape: float, scale: float) -> float:
-    """Marsaglia-Tsang; shape < 1 draws its uniform first, then recurses with shape + 1."""
-    if shape < 1.0:
-        u = rng.float64()
-        return _gamma_draw(rng, shape + 1.0, scale) * go_pow(u, 1.0 / shape)
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        while True:
-            x = rng.norm_float64()
-            v = 1.0 + c * x
-            if v > 0:
+def _unit_pow(y: float):
+    """``x -> go_pow(x, y)`` for a fixed finite ``y > 0``, specialized for ``0 < x < 1``.
+
+    The samplers raise a uniform draw to one constant power per sample; splitting ``y`` into
+    Go's integer and fractional parts once, instead of on every call, keeps go_pow's exact
+    arithmetic (same operations, same order) at a fraction of its cost. Other ``x`` (0, or
+    anything a caller might pass outside the unit interval) go to ``go_pow`` itself.
+    """
+    if not (0 < y < 2.0**63) or y in (0.5, 1.0):
+        return lambda x: go_pow(x, y)
+    yf, yi = math.modf(y)
+    if yf > 0.5:
+        yf -= 1
+        yi += 1
+    steps = int(yi)
+
+    def power(x: float) -> float:
+        if not 0 < x < 1:
+            return go_pow(x, y)
+        a1 = go_exp(yf * go_log(x)) if yf != 0 else 1.0
+        ae = 0
+        x1, xe = math.frexp(x)
+        i = steps
+        while i != 0:
+            if xe < -4096:
+                ae += xe                # certain underflow: go_pow saturates the same way
                 break
-        v = v * v * v
-        u = rng.float64()
-        if u < 1.0 - 0.0331 * (x * x) * (x * x):
-            return d * v * scale
-        if go_log(u) < 0.5 * x * x + d * (1.0 - v + go_log(v)):
-            return d * v * scale
+            if i & 1:
+                a1 *= x1
+                ae += xe
+            x1 *= x1
+            xe <<= 1
+            if x1 < 0.5:
+                x1 += x1
+                xe -= 1
+            i >>= 1
+        return math.ldexp(a1, ae)
+
+    return power
 
 
 class GammaArrival:
-    __slots__ = ("shape", "scale")
+    """Bursty arrivals: gamma inter-arrival times with the client's rate and cv (default 1).
 
-    def __init__(self, shape: float, scale: float) -> None:
-        self.shape, self.scale = shape, scale
+    A cv above 10 (shape below 0.01) falls back to Poisson with a warning, as upstream does.
+    """
+
+    name = "gamma"
+    params: dict[str, float | None] = {}
+
+    __slots__ = ("shape", "scale", "_rate", "_boosted", "_d", "_c", "_y", "_pow")
+
+    def __init__(self, rate_per_us: float, cv: float | None = None) -> None:
+        cv = cv if cv is not None and cv > 0 else 1.0
+        self.shape = 1.0 / (cv * cv)
+        self.scale = 1.0 / rate_per_us * cv * cv
+        self._rate = 0.0
+        if self.shape < 0.01:
+            log.warning("Gamma shape %.4f (CV=%.1f) is very small; falling back to Poisson",
+                        self.shape, cv)
+            self._rate = rate_per_us
+        # Marsaglia-Tsang needs shape >= 1: a smaller shape draws Gamma(shape + 1) and
+        # multiplies by U^(1/shape), drawing U first.
+        self._boosted = self.shape < 1.0
+        shape = self.shape + 1.0 if self._boosted else self.shape
+        self._d = shape - 1.0 / 3.0
+        self._c = 1.0 / math.sqrt(9.0 * self._d)
+        self._y = 1.0 / self.shape
+        self._pow = _unit_pow(self._y)
 
     def sample_iat(self, rng) -> int:
-        iat = trunc_int64(_gamma_draw(rng, self.shape, self.scale))
-        return iat if iat >= 1 else 1
-
-
-class WeibullArrival:
-    __slots__ = ("shape", "scale")
-
-    def __init__(self, shape: float, scale: float) -> None:
-        self.shape, self.scale = shape, scale
-
-    def sample_iat(self, rng) -> int:
-        u = rng.float64()
-        if u == 0:
-            u = _SMALLEST_NONZERO
-        iat = trunc_int64(self.scale * go_pow(-go_log(u), 1.0 / self.shape))
+        if self._rate:
+            iat = trunc_int64(rng.exp_float64() / self._rate)
+            return iat if iat >= 1 else 1
+        u0 = rng.float64() if self._boosted else 0.0
+        d, c = self._d, self._c
+        while True:
+            while True:
+                x = rng.norm_float64()
+                v = 1.0 + c * x
+                if v > 0:
+                    break
+            v = v * v * v
+            u = rng.float64()
+            if u < 1.0 - 0.0331 * (x * x) * (x * x):
+                break
+            if go_log(u) < 0.5 * x * x + d * (1.0 - v + go_log(v)):
+                break
+        value = d * v * self.scale
+        if self._boosted:
+            # libm's pow first; Go's exact one only near an integer (see _NEAR).
+            fast = value * u0 ** self._y
+            if fast < _TWO_TO_52:
+                whole = int(fast)
+                frac = fast - whole
+                gap = fast * _NEAR
+                if frac > gap and 1.0 - frac > gap:
+                    return whole if whole >= 1 else 1
+            value = value * self._pow(u0)
+        iat = trunc_int64(value)
         return iat if iat >= 1 else 1
 
 
@@ -423,7 +627,9 @@ def _weibull_cv(k: float) -> float:
     return math.sqrt(g2 / (g1 * g1) - 1.0)
 
 
+@functools.lru_cache(maxsize=256)
 def _weibull_shape(target_cv: float) -> float:
+    # Cached: a cohort's members all share one cv, and the bisection costs 100 gamma calls.
     lo, hi = 0.1, 100.0
     for _ in range(100):
         mid = (lo + hi) / 2.0
@@ -437,11 +643,42 @@ def _weibull_shape(target_cv: float) -> float:
     return (lo + hi) / 2.0
 
 
+class WeibullArrival:
+    """Weibull inter-arrival times with the client's rate and cv (default 1, at most 10.4)."""
+
+    name = "weibull"
+    params: dict[str, float | None] = {}
+
+    __slots__ = ("shape", "scale", "_pow")
+
+    def __init__(self, rate_per_us: float, cv: float | None = None) -> None:
+        cv = cv if cv is not None and cv > 0 else 1.0
+        self.shape = _weibull_shape(cv)
+        self.scale = 1.0 / rate_per_us / math.gamma(1.0 + 1.0 / self.shape)
+        self._pow = 1.0 / self.shape
+
+    @classmethod
+    def check(cls, cv: float | None, params: Mapping[str, float]) -> None:
+        if cv is not None and not 0.01 <= cv <= 10.4:
+            raise ValueError(f"cv: weibull CV must be in [0.01, 10.4], got {go_fmt_f(cv)}")
+
+    def sample_iat(self, rng) -> int:
+        u = rng.float64()
+        if u == 0:
+            u = _SMALLEST_NONZERO
+        iat = trunc_int64(self.scale * go_pow(-go_log(u), self._pow))
+        return iat if iat >= 1 else 1
+
+
+BUILTIN_ARRIVAL_PROCESSES = (PoissonArrival, GammaArrival, WeibullArrival, ConstantArrival)
+
+
 class NormalizedExponentialArrival:
     """inference-perf's constant-load timer: exactly ``count`` IATs summing to the duration.
 
     All draws happen at construction (``count`` ExpFloat64 from its own generator); afterwards
-    it hands out the IATs in order and then 0, which ends the client's generation.
+    it hands out the IATs in order and then 0, which ends the client's generation. Not a
+    plugin: inference-perf expansion installs it as the client's ``arrival_factory``.
     """
 
     __slots__ = ("intervals", "index")
@@ -468,25 +705,19 @@ class NormalizedExponentialArrival:
 
 
 _MIN_RATE = 1e-15
-log = logging.getLogger("blis.workload")
 
 
 def arrival_sampler(spec: ArrivalSpec, rate_per_us: float) -> ArrivalSampler:
-    """Upstream ``NewArrivalSampler``; the rate is floored at 1e-15 requests/µs."""
-    rate = max(rate_per_us, _MIN_RATE)
-    process = spec.process
-    if process == "constant":
-        return ConstantArrival(max(1, trunc_int64(1.0 / rate)))
-    if process in ("gamma", "weibull"):
-        cv = spec.cv if spec.cv is not None and spec.cv > 0 else 1.0
-        mean = 1.0 / rate
-        if process == "gamma":
-            shape = 1.0 / (cv * cv)
-            if shape < 0.01:
-                log.warning("Gamma shape %.4f (CV=%.1f) is very small; falling back to Poisson",
-                            shape, cv)
-                return PoissonArrival(rate)
-            return GammaArrival(shape, mean * cv * cv)
-        k = _weibull_shape(cv)
-        return WeibullArrival(k, mean / math.gamma(1.0 + 1.0 / k))
-    return PoissonArrival(rate)    # "poisson" and, defensively, anything unvalidated
+    """Upstream ``NewArrivalSampler`` over the ``arrival`` plugins: the class registered under
+    ``spec.process``, constructed once with the rate floored at 1e-15 requests/µs."""
+    try:
+        cls = get_registry().get("arrival", spec.process)
+    except PluginError:
+        raise WorkloadError(f"unknown arrival process {go_quote(spec.process)}") from None
+    params = _with_defaults(cls, spec.params)
+    try:
+        return cls(max(rate_per_us, _MIN_RATE), spec.cv, **params)
+    except WorkloadError:
+        raise
+    except ValueError as exc:
+        raise WorkloadError(f"arrival process {go_quote(spec.process)}: {exc}") from None

@@ -10,13 +10,14 @@ of the concatenation) and nothing past ``max_requests`` is ever generated.
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
 import math
 from contextlib import contextmanager
 from itertools import islice
 from operator import attrgetter
-from typing import Iterator
+from typing import Callable, Iterator
 
 import attrs
 import numpy as np
@@ -217,35 +218,50 @@ def _in_window(t: int, windows: list[ActiveWindow]) -> bool:
     return False
 
 
-def _multimodal_input(rng, client: ClientSpec) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Text length, then per modality (image, audio, video) a count and that many item lengths;
-    a modality whose distributions are missing or invalid contributes nothing."""
+def _multimodal_samplers(client: ClientSpec) -> tuple:
+    """The text sampler and per modality (image, audio, video) its (count, item) samplers,
+    built once per client; a distribution that is missing or invalid gives None, and so does
+    a modality lacking either of its two (upstream ignores such modalities)."""
     mm = client.multimodal
 
     def sampler(dist):
+        if not dist.type:
+            return None
         try:
             return length_sampler(dist)
         except WorkloadError:
             return None
 
-    text = 0
-    if mm.text_distribution.type:
-        s = sampler(mm.text_distribution)
-        if s is not None:
-            text = s.sample(rng)
-    counts = [text]
+    modalities = []
     for item_dist, count_dist in ((mm.image_distribution, mm.image_count_distribution),
                                   (mm.audio_distribution, mm.audio_count_distribution),
                                   (mm.video_distribution, mm.video_count_distribution)):
+        count_s, item_s = sampler(count_dist), sampler(item_dist)
+        modalities.append((count_s, item_s) if count_s is not None and item_s is not None
+                          else None)
+    return sampler(mm.text_distribution), modalities
+
+
+def _multimodal_input(rng, samplers: tuple) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Text length, then per modality a count and that many item lengths."""
+    text_s, modalities = samplers
+    counts = [text_s.sample(rng) if text_s is not None else 0]
+    for pair in modalities:
         total = 0
-        if item_dist.type and count_dist.type:
-            count_s, item_s = sampler(count_dist), sampler(item_dist)
-            if count_s is not None and item_s is not None:
-                for _ in range(count_s.sample(rng)):
-                    total += item_s.sample(rng)
+        if pair is not None:
+            count_s, item_s = pair
+            for _ in range(count_s.sample(rng)):
+                total += item_s.sample(rng)
         counts.append(total)
     length = sum(counts) or 1
     return rng.intn_array(MAX_TOKEN_ID, length), tuple(counts)
+
+
+def _negative_iat(client: ClientSpec, iat: int) -> WorkloadError:
+    """0 ends a client's arrivals; a negative inter-arrival time is a bug of its process."""
+    return WorkloadError(f"client {go_quote(client.id)}: arrival process "
+                         f"{go_quote(client.arrival.process)} returned a negative "
+                         f"inter-arrival time ({iat})")
 
 
 def _standard_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
@@ -263,14 +279,17 @@ def _standard_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
     fields = dict(client_id=client.id, tenant_id=client.tenant_id, slo_class=client.slo_class,
                   prefix_group=client.prefix_group, prefix_length=prefix_len,
                   model=client.model, streaming=client.streaming)
+    modal_samplers = _multimodal_samplers(client) if client.multimodal is not None else None
     t = 0
     count = 0
     while t < horizon:
         if cap and count >= cap:
             return
         iat = sample_iat(rng)
-        if iat == 0:
-            return                      # an exhausted normalized-exponential timer
+        if iat <= 0:
+            if iat == 0:
+                return                  # an exhausted normalized-exponential timer
+            raise _negative_iat(client, iat)
         t += iat
         if t >= horizon:
             return
@@ -279,17 +298,26 @@ def _standard_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
                 return
             continue
         modal = None
-        if client.multimodal is not None:
-            input_tokens, modal = _multimodal_input(rng, client)
+        if modal_samplers is not None:
+            input_tokens, modal = _multimodal_input(rng, modal_samplers)
             output_tokens = draw(MAX_TOKEN_ID, sample_out(rng))
+            if prefix_len:
+                input_tokens = np.concatenate((prefix, input_tokens))
         else:
             in_len = sample_in(rng)
             out_len = sample_out(rng)
             # Input and output ids are consecutive draws: one run, split.
             tokens = draw(MAX_TOKEN_ID, in_len + out_len)
-            input_tokens, output_tokens = tokens[:in_len], tokens[in_len:]
-        if prefix_len:
-            input_tokens = np.concatenate((prefix, input_tokens))
+            if prefix_len:
+                # Prefix, prompt and output in one new array: a view into the generator's
+                # block would keep the whole block alive next to the copied prompt.
+                whole = np.empty(prefix_len + in_len + out_len, dtype=tokens.dtype)
+                whole[:prefix_len] = prefix
+                whole[prefix_len:] = tokens
+                split = prefix_len + in_len
+                input_tokens, output_tokens = whole[:split], whole[split:]
+            else:
+                input_tokens, output_tokens = tokens[:in_len], tokens[in_len:]
         req = Request("", t, input_tokens, output_tokens, len(output_tokens),
                       t + deadline_offset if deadline_offset else 0, **fields)
         if modal is not None:
@@ -298,18 +326,25 @@ def _standard_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
         count += 1
 
 
+def _ratio_sampler(client: ClientSpec) -> LengthSampler | None:
+    dist = client.reasoning.reason_ratio_distribution
+    if not dist.type:
+        return None
+    try:
+        return length_sampler(dist)
+    except WorkloadError as exc:
+        raise WorkloadError(f"client {go_quote(client.id)} reasoning: reason ratio "
+                            f"distribution: {exc}") from None
+
+
 def _session_rounds(rng, client: ClientSpec, inp: LengthSampler, out: LengthSampler,
-                    start: int) -> list[Request]:
-    """Upstream ``GenerateReasoningRequests``: every round of one session, drawn up front."""
-    reasoning = client.reasoning
-    mt = reasoning.multi_turn
-    ratio_sampler = None
-    if reasoning.reason_ratio_distribution.type:
-        try:
-            ratio_sampler = length_sampler(reasoning.reason_ratio_distribution)
-        except WorkloadError as exc:
-            raise WorkloadError(f"client {go_quote(client.id)} reasoning: reason ratio "
-                                f"distribution: {exc}") from None
+                    start: int, ratio_of: Callable[[], LengthSampler | None]
+                    ) -> list[Request]:
+    """Upstream ``GenerateReasoningRequests``: every round of one session, drawn up front.
+    ``ratio_of()`` gives the client's reason-ratio sampler (built on first use: upstream
+    reports a bad one only once a session is generated)."""
+    mt = client.reasoning.multi_turn
+    ratio_sampler = ratio_of()
     session_id = f"sess_{rng.int63()}"
     accumulate = mt.context_growth == "accumulate"
     context: np.ndarray | None = None
@@ -364,15 +399,18 @@ def _multi_turn_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
     mt = client.multi_turn
     windows = client.lifecycle.windows if client.lifecycle is not None else None
     kept: list[Request] = []
+    ratio = functools.cache(functools.partial(_ratio_sampler, client))
     if mt.single_session:
         iat = arrivals.sample_iat(rng)
-        if iat == 0:
-            return kept
+        if iat <= 0:
+            if iat == 0:
+                return kept
+            raise _negative_iat(client, iat)
         start = windows[0].start_us + iat if windows else iat
         if start >= horizon or (windows is not None and not _in_window(start, windows)):
             return kept
-        _finish_rounds(_session_rounds(rng, client, inp, out, start), client, prefix, horizon,
-                       kept)
+        _finish_rounds(_session_rounds(rng, client, inp, out, start, ratio), client, prefix,
+                       horizon, kept)
         return kept
     last_end = max(w.end_us for w in windows) if windows else 0
     generated = 0
@@ -381,8 +419,10 @@ def _multi_turn_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
         if cap and generated >= cap:
             break
         iat = arrivals.sample_iat(rng)
-        if iat == 0:
-            break
+        if iat <= 0:
+            if iat == 0:
+                break
+            raise _negative_iat(client, iat)
         t += iat
         if t >= horizon:
             break
@@ -390,7 +430,7 @@ def _multi_turn_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
             if t >= last_end:
                 break
             continue
-        rounds = _session_rounds(rng, client, inp, out, t)
+        rounds = _session_rounds(rng, client, inp, out, t, ratio)
         generated += len(rounds)        # every drawn round counts toward the cap
         _finish_rounds(rounds, client, prefix, horizon, kept)
     # Sessions overlap in time; a stable sort keeps generation order among equal arrivals.
@@ -421,7 +461,10 @@ def _generate(spec: WorkloadSpec, horizon: int, max_requests: int
             if client.arrival_factory is not None:
                 arrivals = client.arrival_factory(rng.int63())
             else:
-                arrivals = arrival_sampler(client.arrival, rate)
+                try:
+                    arrivals = arrival_sampler(client.arrival, rate)
+                except WorkloadError as exc:
+                    raise WorkloadError(f"client {go_quote(client.id)}: {exc}") from None
             inp, out = _samplers(client)
             prefix = prefixes.get(client.prefix_group) if client.prefix_group else None
             make = _multi_turn_requests if client.multi_turn is not None else _standard_requests

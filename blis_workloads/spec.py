@@ -97,10 +97,12 @@ def go_fmt_v(x: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Models. Field names are the YAML keys; fields with metadata {"yaml": False} are programmatic.
+# Models. Field names are the YAML keys; fields with metadata {"yaml": False} are programmatic,
+# and a field with {"yaml": "extra"} collects the mapping's other keys (numbers) for validation
+# to check against what the selected plugin declares.
 
 def _yaml_key(field: attrs.Attribute) -> str | None:
-    return None if field.metadata.get("yaml") is False else field.name
+    return None if field.metadata.get("yaml") in (False, "extra") else field.name
 
 
 @attrs.define
@@ -114,10 +116,12 @@ class DistSpec:
 
 @attrs.define
 class ArrivalSpec:
-    """The inter-arrival process: ``{process, cv}``."""
+    """The inter-arrival process: ``{process, cv}``, plus in ``params`` the other keys of the
+    mapping, which only a process that declares them accepts (``ArrivalProcess.params``)."""
 
     process: str = ""
     cv: float | None = None
+    params: dict[str, float] = attrs.field(factory=dict, metadata={"yaml": "extra"})
 
 
 @attrs.define
@@ -360,14 +364,19 @@ def structure(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise _type_error(path or "spec", "a mapping", data)
     # Annotations are strings under postponed evaluation; resolve them once per class.
-    fields = {_yaml_key(f): f for f in attrs.fields(attrs.resolve_types(cls)) if _yaml_key(f)}
+    all_fields = attrs.fields(attrs.resolve_types(cls))
+    fields = {_yaml_key(f): f for f in all_fields if _yaml_key(f)}
+    extra = next((f for f in all_fields if f.metadata.get("yaml") == "extra"), None)
     kwargs = {}
     for key, value in data.items():
         name = _scalar(str, key, path or "spec")
         sub = f"{path}.{name}" if path else name
         field = fields.get(name)
         if field is None:
-            raise WorkloadError(f"{sub}: unknown field {go_quote(name)}")
+            if extra is None:
+                raise WorkloadError(f"{sub}: unknown field {go_quote(name)}")
+            kwargs.setdefault(extra.name, {})[name] = _scalar(float, value, sub)
+            continue
         if value is None:
             continue            # yaml.v3 leaves the zero value for an explicit null
         kwargs[field.name] = _convert(field.type, value, sub)
@@ -417,8 +426,6 @@ def upgrade_v1_to_v2(spec: WorkloadSpec) -> None:
 # --------------------------------------------------------------------------------------------
 # Validation (upstream Validate, with YAML paths instead of upstream's "client[i]" prefixes).
 
-ARRIVAL_PROCESSES = ("poisson", "gamma", "weibull", "constant")
-DIST_TYPES = ("gaussian", "exponential", "pareto_lognormal", "empirical", "constant")
 _CATEGORIES = ("", "language", "multimodal", "reasoning")
 _SLO_CLASSES = ("", "critical", "standard", "sheddable", "batch", "background")
 MAX_COHORT_POPULATION = 100_000
@@ -437,24 +444,69 @@ def _validate_slo(path: str, slo: str) -> None:
                             "critical, standard, sheddable, batch, background, or empty")
 
 
+def _plugin_class(kind: str, name: str, path: str, what: str) -> type:
+    """The registered class of ``kind`` called ``name``, or a one-line error at ``path``."""
+    from blis_core.plugins import PluginError, get_registry   # discovery imports this package
+
+    registry = get_registry()
+    try:
+        return registry.get(kind, name)
+    except PluginError:
+        known = ", ".join(registry.names(kind)) or "none installed"
+        raise WorkloadError(f"{path}: unknown {what} {go_quote(name)}; valid: {known}") from None
+
+
+def _declared_params(cls: type, given: dict[str, float], path: str, what: str
+                     ) -> dict[str, float]:
+    """``given`` checked against ``cls.params`` (key -> default, None = required), with the
+    defaults filled in; ``cls.params`` None accepts anything and fills nothing."""
+    declared = getattr(cls, "params", None)
+    if declared is None:
+        return dict(given)
+    for key in given:
+        if key not in declared:
+            raise WorkloadError(f"{path}.{key}: unknown field {go_quote(key)}")
+    complete = {}
+    for key, default in declared.items():
+        if key in given:
+            complete[key] = given[key]
+        elif default is None:
+            raise WorkloadError(f"{path}.{key}: missing; required by {what} "
+                                f"{go_quote(cls.name)}")
+        else:
+            complete[key] = default
+    return complete
+
+
+def _run_check(path: str, check: Callable, *args: Any) -> None:
+    try:
+        check(*args)
+    except ValueError as exc:
+        raise WorkloadError(f"{path}.{exc}") from None
+
+
+def _finite_params(path: str, params: dict[str, float]) -> None:
+    for name, value in params.items():
+        if value != value or math.isinf(value):
+            raise WorkloadError(f"{path}.{name} must be a finite number, got {go_fmt_f(value)}")
+
+
 def _validate_arrival(path: str, arrival: ArrivalSpec) -> None:
-    if arrival.process not in ARRIVAL_PROCESSES:
-        raise WorkloadError(f"{path}.arrival.process: unknown arrival process "
-                            f"{go_quote(arrival.process)}; valid: poisson, gamma, weibull, "
-                            "constant")
-    if arrival.process == "weibull" and arrival.cv is not None and not 0.01 <= arrival.cv <= 10.4:
-        raise WorkloadError(f"{path}.arrival.cv: weibull CV must be in [0.01, 10.4], "
-                            f"got {go_fmt_f(arrival.cv)}")
+    cls = _plugin_class("arrival", arrival.process, f"{path}.arrival.process", "arrival process")
+    complete = _declared_params(cls, arrival.params, f"{path}.arrival", "arrival process")
+    _finite_params(f"{path}.arrival", arrival.params)
+    check = getattr(cls, "check", None)
+    if check is not None:
+        _run_check(f"{path}.arrival", check, arrival.cv, complete)
 
 
 def _validate_dist(path: str, dist: DistSpec) -> None:
-    if dist.type not in DIST_TYPES:
-        raise WorkloadError(f"{path}.type: unknown distribution type {go_quote(dist.type)}; "
-                            "valid: gaussian, exponential, pareto_lognormal, empirical, constant")
-    for name, value in dist.params.items():
-        if value != value or math.isinf(value):
-            raise WorkloadError(f"{path}.params.{name} must be a finite number, "
-                                f"got {go_fmt_f(value)}")
+    cls = _plugin_class("length", dist.type, f"{path}.type", "distribution type")
+    _finite_params(f"{path}.params", dist.params)
+    complete = _declared_params(cls, dist.params, f"{path}.params", "length distribution")
+    check = getattr(cls, "check", None)
+    if check is not None:
+        _run_check(f"{path}.params", check, complete)
 
 
 def _validate_prefix_length(path: str, c: ClientSpec | CohortSpec) -> None:
@@ -490,6 +542,9 @@ def _validate_client(path: str, c: ClientSpec) -> None:
             _validate_arrival(path, c.arrival)
         if c.arrival.cv is not None:
             _finite_positive(f"{path}.arrival.cv", c.arrival.cv)
+    elif c.arrival.params:
+        # Unused by a concurrency client, but an undeclared key is still a mistake to report.
+        _validate_arrival(path, c.arrival)
     if c.lifecycle is not None:
         windows = c.lifecycle.windows
         if not windows:

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from _shared import requires_shared, shared_dir
+from blis_core.plugins import get_registry
 from blis_workloads import (PRESETS, WorkloadError, WorkloadOptions, build_cli_workload,
                             load_workload_spec, parse_workload_spec, presets_from_defaults)
 from blis_workloads.spec import go_fmt_f, go_fmt_v
@@ -45,11 +46,11 @@ def _error(text: str) -> str:
     ("clients: {id: a}\n", "clients: expected a list, got {'id': 'a'}"),
     ("seed: 1\nseed: 2\n", 'line 2: mapping key "seed" already defined'),
     (_CLIENT.replace("poisson", "foo"),
-     'clients[0].arrival.process: unknown arrival process "foo"; valid: poisson, gamma, '
-     'weibull, constant'),
+     'clients[0].arrival.process: unknown arrival process "foo"; valid: '
+     + ", ".join(get_registry().names("arrival"))),
     (_CLIENT.replace("type: constant, params: {value: 10}", "type: zipf"),
-     'clients[0].input_distribution.type: unknown distribution type "zipf"; valid: gaussian, '
-     'exponential, pareto_lognormal, empirical, constant'),
+     'clients[0].input_distribution.type: unknown distribution type "zipf"; valid: '
+     + ", ".join(get_registry().names("length"))),
     (_CLIENT.replace("rate_fraction: 1", "rate_fraction: 0"),
      "clients[0].rate_fraction must be positive, got 0.000000"),
     (_CLIENT.replace("aggregate_rate: 10", "aggregate_rate: .nan"),

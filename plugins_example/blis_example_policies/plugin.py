@@ -1,6 +1,7 @@
 """Hook implementations: blis calls each hook once at start-up to discover the classes."""
 
 from blis_core import hookimpl
+from blis_example_policies.arrivals import OnOffArrival
 from blis_example_policies.policies import Lifo, ShortestQueue
 
 
@@ -12,3 +13,8 @@ def blis_routing_policies():
 @hookimpl
 def blis_schedulers():
     return [Lifo]
+
+
+@hookimpl
+def blis_arrival_processes():
+    return [OnOffArrival]
