@@ -1,8 +1,10 @@
-"""Invariants of the engine, checked on random small clusters and workloads.
+"""The engine's shortcuts, checked on random small clusters and workloads.
 
-Each property is one invariant upstream BLIS states (conservation, causality, monotonic clock,
-KV block conservation, determinism). Workloads are built directly so the tests need nothing
-beyond the engine; tiny KV caches force preemption and drops, short horizons cut runs short.
+The invariants upstream BLIS states (conservation, causality, monotonic clock, KV block
+conservation, determinism) are the reusable suite of ``blis_core.testing``, run by
+tests/test_invariants.py; this file checks that implicit decoding and lazy CPU-tier mirroring
+give byte-identical output to the reference engine. Workloads are built directly; tiny KV
+caches force preemption and drops, short horizons cut runs short.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from blis_core.config import KVConfig, SimulationConfig
 from blis_core.instance import BatchConfig
 from blis_core.latency import BlackboxLatency
 from blis_core.metrics import go_json
-from blis_core.request import COMPLETED, TIMED_OUT, Request
+from blis_core.request import Request
 from blis_core.simulation import simulate
 
 ALPHA = [232.46191091038054, 1.752360364195244, 3357.4400353290152]
@@ -62,68 +64,6 @@ def fresh(requests):
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-@SETTINGS
-@given(scenarios())
-def test_clock_is_monotonic_and_kv_books_balance(scenario):
-    config, requests = scenario
-    # audit=True raises on a backwards clock or any KV block that is neither free nor held.
-    simulate(config, fresh(requests), audit=True)
-
-
-@SETTINGS
-@given(scenarios())
-def test_requests_are_conserved(scenario):
-    config, requests = scenario
-    result = simulate(config, fresh(requests))
-    out = result.summary.output()
-    c = result.summary.counters
-    assert out["injected_requests"] == (c["completed"] + c["still_queued"] + c["still_running"]
-                                        + c["dropped_unservable"] + c["timed_out"])
-    # INV-1: nothing is created or lost. Each arrived request is in exactly one bucket; with a
-    # horizon that cuts the run short some may still be in the pipeline (admission, routing or
-    # the alpha queueing delay lies beyond it), which is why upstream's equation is then ">=".
-    arrived = [r for r in requests if r.arrival_time <= config.horizon]
-    registered = [r for inst in result.instances for r in inst.requests.values()]
-    waiting = {id(r) for inst in result.instances for r in list(inst.wait) + (inst.running or [])}
-    assert len(waiting) == c["still_queued"] + c["still_running"]
-    done = sum(1 for r in registered if r.state in (COMPLETED, TIMED_OUT))
-    assert done == c["completed"] + c["timed_out"]
-    in_transit = len(registered) - done - len(waiting)
-    not_routed = len(arrived) - len(registered) - c["dropped_unservable"] - result.cluster.rejected
-    assert in_transit >= 0 and not_routed >= 0
-    if config.horizon >= requests[-1].arrival_time + 50_000_000:
-        # Ample time after the last arrival: every request reached an instance's queue.
-        assert in_transit == 0 and not_routed == 0
-
-
-@SETTINGS
-@given(scenarios())
-def test_causality(scenario):
-    config, requests = scenario
-    result = simulate(config, fresh(requests))
-    for req in result.requests:
-        if req.scheduling_delay >= 0:
-            assert req.scheduling_delay >= 0
-        if req.ttft_set:
-            assert req.first_token_time > 0
-            assert req.scheduling_delay >= 0
-            if req.preemptions == 0:  # re-admission overwrites the delay, not the TTFT
-                assert req.first_token_time > req.scheduling_delay
-        if req.state == COMPLETED:
-            assert req.ttft_set or req.length_capped
-            assert req.e2e >= req.first_token_time
-
-
-@SETTINGS
-@given(scenarios())
-def test_same_seed_gives_identical_output(scenario):
-    config, requests = scenario
-    first = simulate(config, fresh(requests))
-    second = simulate(config, fresh(requests))
-    assert go_json(first.summary.output(with_requests=True)) == \
-        go_json(second.summary.output(with_requests=True))
 
 
 @SETTINGS
