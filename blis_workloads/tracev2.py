@@ -185,12 +185,30 @@ def records_from_requests(requests: Iterable[Request],
 _PLAIN_YAML = re.compile(r"^[A-Za-z_./][A-Za-z0-9_./:+-]*$")
 
 
+_YAML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                 "\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
+
+
 def _yaml_string(text: str) -> str:
-    """A yaml.v3 scalar: plain when unambiguous, else double-quoted."""
+    """A yaml.v3 scalar: plain when it reads back as this very string, else double-quoted with
+    every character YAML would fold, drop or refuse escaped, so the header round-trips."""
     if _PLAIN_YAML.match(text) and text.lower() not in ("true", "false", "null", "yes", "no",
                                                         "on", "off", "y", "n", "~"):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        try:
+            if strict_yaml(f"k: {text}") == {"k": text}:
+                return text
+        except WorkloadError:
+            pass
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _YAML_ESCAPES:
+            out.append(_YAML_ESCAPES[ch])
+        elif code < 0x20 or 0x7F <= code <= 0x9F or code == 0xFEFF:
+            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _header_yaml(h: TraceHeader) -> str:
