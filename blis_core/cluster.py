@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, ROUTING)
+from blis_core.events import ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, MAX_TICK, ROUTING
 from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.slo import is_sheddable
 
-MAX_TICK = 2**63 - 1
 
 
 class _CachedSnapshot:

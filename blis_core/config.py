@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import attrs
 
+from blis_core.events import MAX_TICK
 from blis_core.instance import BatchConfig
 
-MAX_TICK = 2**63 - 1
+__all__ = ["MAX_TICK", "KVConfig", "PolicyConfig", "SimulationConfig"]
 
 
 def _positive(instance, attribute, value) -> None:

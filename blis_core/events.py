@@ -7,6 +7,9 @@ instance events at the same time, the lowest instance index among instances, the
 own (priority, sequence) order. ``seq`` counters are per lane, as upstream's are per queue.
 """
 
+# The largest tick: the horizon of a run that has none (Go's math.MaxInt64).
+MAX_TICK = 2**63 - 1
+
 CLUSTER_LANE = -1
 
 # Cluster events (lane -1): kind == priority.

@@ -12,8 +12,12 @@ from heapq import heappush
 
 import attrs
 
-from blis_core.events import ARRIVAL, QUEUED, STEP, TIMEOUT
+from blis_core.events import ARRIVAL, MAX_TICK, QUEUED, STEP, TIMEOUT
 from blis_core.request import COMPLETED, QUEUED as STATE_QUEUED, RUNNING, TIMED_OUT
+
+
+class UnservableRequestError(ValueError):
+    """A request that can never complete and a run without a horizon: it would never end."""
 
 
 @attrs.frozen
@@ -568,8 +572,9 @@ class Instance:
         """Upstream preemptForTokens: allocate, evicting from the batch tail until it fits."""
         kv = self.kv
         running = self.running
+        target = req.progress + n
         while True:
-            if kv.allocate(req, req.progress, req.progress + n, None):
+            if kv.allocate(req, req.progress, target, None):
                 return True
             if not running:
                 return False
@@ -585,7 +590,25 @@ class Instance:
             victim.preemptions += 1
             self.counters.preemptions += 1
             if victim is req:
+                if not running:
+                    self._preempted_alone(req, target)
                 return False
+
+    def _preempted_alone(self, req, target: int) -> None:
+        """``req`` could not grow even with the whole cache to itself: it will be readmitted,
+        recompute to the same point and be preempted again, forever (upstream does the same).
+        With a horizon that loop ends and is part of the result; without one the run would
+        never end, so it stops here with the reason."""
+        if self.horizon < MAX_TICK:
+            return
+        kv = self.kv
+        needed = -(-target // kv.block_size)
+        raise UnservableRequestError(
+            f"{req.id} can never complete on {self.id}: at {target} of its "
+            f"{req.num_input + req.num_output} tokens (input {req.num_input} + output "
+            f"{req.num_output}) it needs {needed} KV blocks but the cache holds "
+            f"{kv.total_blocks}, so it is preempted forever and the run never ends; give a "
+            f"larger --total-kv-blocks, a --max-model-len, or a --horizon")
 
     def _retire(self, req, left_at: int) -> None:
         """Release a finished request's blocks and record its latencies."""

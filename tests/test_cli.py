@@ -429,3 +429,38 @@ def test_trace_output_of_replay_is_replayable_again(tmp_path, capsys):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+ENDLESS_SPEC = """version: "2"
+seed: 1
+aggregate_rate: 1.0
+num_requests: 1
+clients:
+  - id: a
+    rate_fraction: 1
+    arrival: {process: poisson}
+    input_distribution: {type: constant, params: {value: 100}}
+    output_distribution: {type: constant, params: {value: 3300}}
+"""
+
+
+def test_a_request_that_outgrows_the_cache_without_a_horizon_is_an_error(tmp_path, capsys):
+    # 3,400 tokens need 213 blocks of 16; with 200 the request is preempted forever (as
+    # upstream): without a horizon that run would never end.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(ENDLESS_SPEC)
+    metrics = tmp_path / "m.json"
+    argv = ["run", *MODEL, *BLACKBOX, "--workload-spec", str(spec), "--total-kv-blocks", "200",
+            "--metrics-path", str(metrics)]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and out == "" and not metrics.exists()
+    errors = [line for line in err.splitlines() if line.startswith("blis: error:")]
+    assert errors == [line for line in err.splitlines() if not line.startswith("level=")]
+    assert len(errors) == 1 and "request_0 can never complete" in errors[0]
+    assert "it needs 201 KV blocks but the cache holds 200" in errors[0]
+    # With a horizon the cycling is part of the result, exactly as upstream reports it.
+    code, out, _ = run_cli(argv + ["--horizon", "100000000"], capsys)
+    assert code == 0
+    cluster = metric_blocks(out)[-1]
+    assert (cluster["completed_requests"], cluster["still_running"]) == (0, 1)
+    assert cluster["preemption_count"] > 1
