@@ -174,29 +174,12 @@ def go_pow(x: float, y: float) -> float:
             return 0.0
         return math.inf
     a1 = 1.0
-    ae = 0
     if yf != 0:
         if yf > 0.5:
             yf -= 1
             yi += 1
         a1 = go_exp(yf * go_log(x))
-    # Repeated squaring of the frexp mantissa, the binary exponent kept apart.
-    x1, xe = math.frexp(x)
-    i = int(yi)
-    while i != 0:
-        if xe < -(1 << 12) or (1 << 12) < xe:
-            # Certain overflow or underflow: Go lets Ldexp saturate.
-            ae += xe
-            break
-        if i & 1 == 1:
-            a1 *= x1
-            ae += xe
-        x1 *= x1
-        xe <<= 1
-        if x1 < 0.5:
-            x1 += x1
-            xe -= 1
-        i >>= 1
+    a1, ae = _times_integer_power(a1, x, int(yi))
     if y < 0:
         a1 = 1 / a1
         ae = -ae
@@ -204,6 +187,53 @@ def go_pow(x: float, y: float) -> float:
         return math.ldexp(a1, ae)
     except OverflowError:
         return math.copysign(math.inf, a1)  # Go's Ldexp saturates to a signed infinity
+
+
+def _times_integer_power(a1: float, x: float, n: int) -> tuple[float, int]:
+    """``a1 · x**n`` as Go's Pow computes it: repeated squaring of the frexp mantissa with the
+    binary exponent kept apart; returns (mantissa product, binary exponent)."""
+    ae = 0
+    x1, xe = math.frexp(x)
+    while n != 0:
+        if xe < -(1 << 12) or (1 << 12) < xe:
+            # Certain overflow or underflow: Go lets Ldexp saturate.
+            ae += xe
+            break
+        if n & 1 == 1:
+            a1 *= x1
+            ae += xe
+        x1 *= x1
+        xe <<= 1
+        if x1 < 0.5:
+            x1 += x1
+            xe -= 1
+        n >>= 1
+    return a1, ae
+
+
+def go_pow_fixed(y: float):
+    """``x -> go_pow(x, y)`` for one fixed exponent, fast for ``0 < x < 1``.
+
+    The workload samplers raise a uniform draw to one constant power per sample; splitting
+    ``y`` into Go's integer and fractional parts once, instead of on every call, keeps
+    go_pow's exact arithmetic (same operations, same order) at a fraction of its cost. Other
+    ``x``, and exponents outside ``0 < y < 2**63`` or equal to 0.5 or 1, go to ``go_pow``.
+    """
+    if not (0 < y < 2.0**63) or y in (0.5, 1.0):
+        return lambda x: go_pow(x, y)
+    yf, yi = math.modf(y)
+    if yf > 0.5:
+        yf -= 1
+        yi += 1
+    steps = int(yi)
+
+    def power(x: float) -> float:
+        if not 0 < x < 1:
+            return go_pow(x, y)
+        a1, ae = _times_integer_power(go_exp(yf * go_log(x)) if yf != 0 else 1.0, x, steps)
+        return math.ldexp(a1, ae)
+
+    return power
 
 
 def go_pow_int(x: float, n: int) -> float:

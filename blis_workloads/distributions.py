@@ -24,7 +24,7 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from blis_core.gomath import go_exp, go_log, go_pow, go_round, trunc_int64
+from blis_core.gomath import go_exp, go_log, go_pow, go_pow_fixed, go_round, trunc_int64
 from blis_core.gorand import GoRand
 from blis_core.plugins import PluginError, get_registry
 # The ziggurat tables are private to gorand; BlockRand evaluates the same algorithm on words it
@@ -339,7 +339,7 @@ class ParetoLogNormalSampler:
         self.mu, self.sigma, self.mix_weight = params["mu"], params["sigma"], params["mix_weight"]
         # Go divides by zero without trapping: 1/0 is +Inf, and Pow(u, +Inf) is 0 for u < 1.
         self._y = 1.0 / self.alpha if self.alpha else math.copysign(math.inf, self.alpha)
-        self._pow = _unit_pow(self._y)
+        self._pow = go_pow_fixed(self._y)
 
     def sample(self, rng) -> int:
         if rng.float64() < self.mix_weight:
@@ -517,47 +517,6 @@ class PoissonArrival:
         return iat if iat >= 1 else 1
 
 
-def _unit_pow(y: float):
-    """``x -> go_pow(x, y)`` for a fixed finite ``y > 0``, specialized for ``0 < x < 1``.
-
-    The samplers raise a uniform draw to one constant power per sample; splitting ``y`` into
-    Go's integer and fractional parts once, instead of on every call, keeps go_pow's exact
-    arithmetic (same operations, same order) at a fraction of its cost. Other ``x`` (0, or
-    anything a caller might pass outside the unit interval) go to ``go_pow`` itself.
-    """
-    if not (0 < y < 2.0**63) or y in (0.5, 1.0):
-        return lambda x: go_pow(x, y)
-    yf, yi = math.modf(y)
-    if yf > 0.5:
-        yf -= 1
-        yi += 1
-    steps = int(yi)
-
-    def power(x: float) -> float:
-        if not 0 < x < 1:
-            return go_pow(x, y)
-        a1 = go_exp(yf * go_log(x)) if yf != 0 else 1.0
-        ae = 0
-        x1, xe = math.frexp(x)
-        i = steps
-        while i != 0:
-            if xe < -4096:
-                ae += xe                # certain underflow: go_pow saturates the same way
-                break
-            if i & 1:
-                a1 *= x1
-                ae += xe
-            x1 *= x1
-            xe <<= 1
-            if x1 < 0.5:
-                x1 += x1
-                xe -= 1
-            i >>= 1
-        return math.ldexp(a1, ae)
-
-    return power
-
-
 class GammaArrival:
     """Bursty arrivals: gamma inter-arrival times with the client's rate and cv (default 1).
 
@@ -585,7 +544,7 @@ class GammaArrival:
         self._d = shape - 1.0 / 3.0
         self._c = 1.0 / math.sqrt(9.0 * self._d)
         self._y = 1.0 / self.shape
-        self._pow = _unit_pow(self._y)
+        self._pow = go_pow_fixed(self._y)
 
     def sample_iat(self, rng) -> int:
         if self._rate:
