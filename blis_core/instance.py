@@ -595,14 +595,17 @@ class Instance:
                 return False
 
     def _preempted_alone(self, req, target: int) -> None:
-        """``req`` could not grow even with the whole cache to itself: it will be readmitted,
-        recompute to the same point and be preempted again, forever (upstream does the same).
-        With a horizon that loop ends and is part of the result; without one the run would
-        never end, so it stops here with the reason."""
+        """``req`` preempted itself with no other request running. If even the whole cache is
+        too small for its next tokens, it will be readmitted, recompute to the same point and
+        be preempted again, forever (upstream does the same). With a horizon that loop ends
+        and is part of the result; without one the run would never end, so it stops here
+        with the reason."""
         if self.horizon < MAX_TICK:
             return
         kv = self.kv
         needed = -(-target // kv.block_size)
+        if needed <= kv.total_blocks:
+            return          # something else holds blocks now; they can come free later
         raise UnservableRequestError(
             f"{req.id} can never complete on {self.id}: at {target} of its "
             f"{req.num_input + req.num_output} tokens (input {req.num_input} + output "
