@@ -362,7 +362,7 @@ def main_group() -> None:
 
 @main_group.command("run")
 @engine_options
-@click.option("--workload", default="distribution", help="Workload generator: distribution or a preset (chatbot, summarization, contentgen, multidoc).")
+@click.option("--workload", default="distribution", help="Workload generator: distribution, a preset (chatbot, summarization, contentgen, multidoc) or a scenario (blis plugins list --kind workload).")
 @click.option("--workload-spec", default="", help="Workload specification YAML (overrides --workload).")
 @click.option("--rate", default=1.0, type=float, help="Arrival rate in requests per second.")
 @click.option("--num-requests", default=100, type=INT64, help="Number of requests to generate.")
