@@ -28,7 +28,8 @@ import cattrs
 
 from blis_core.strictyaml import YamlError, strict_yaml
 
-__all__ = ["BundleError", "PolicyBundle", "load_bundle", "parse_bundle"]
+__all__ = ["BundleError", "PolicyBundle", "bundle_problems", "load_bundle", "merge_bundles",
+           "parse_bundle", "structure_bundle", "trim_bundle"]
 
 
 class BundleError(ValueError):
@@ -158,22 +159,29 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-_converter.register_structure_hook(float, _float)
-_converter.register_structure_hook(int, _int)
-_converter.register_structure_hook(str, _str)
+def strict_converter() -> cattrs.Converter:
+    """A converter that reads YAML the way yaml.v3 with KnownFields does: unknown keys refused,
+    numbers and strings typed strictly (``1e3`` is a float, any scalar fits a string)."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(float, _float)
+    converter.register_structure_hook(int, _int)
+    converter.register_structure_hook(str, _str)
+    return converter
 
 
-def _strip_nulls(value: Any) -> Any:
+_converter = strict_converter()
+
+
+def strip_nulls(value: Any) -> Any:
     """yaml.v3 leaves the zero value for an explicit null: drop null mapping values."""
     if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
+        return [strip_nulls(v) for v in value]
     return value
 
 
-def _first_error(exc: BaseException, path: str = "") -> tuple[str, str]:
+def first_error(exc: BaseException, path: str = "") -> tuple[str, str]:
     """(YAML path, problem) of the first leaf error of a cattrs validation error tree."""
     for note in getattr(exc, "__notes__", ()) or ():
         name = getattr(note, "name", None)
@@ -188,16 +196,17 @@ def _first_error(exc: BaseException, path: str = "") -> tuple[str, str]:
         return (f"{path}.{key}" if path else key), "unknown field"
     children = getattr(exc, "exceptions", None)
     if children:
-        return _first_error(children[0], path)
+        return first_error(children[0], path)
     if isinstance(exc, (TypeError, AttributeError, KeyError)):
         return path, "expected a mapping"
     return path, str(exc)
 
 
-def _structure(data: Any, source: str) -> PolicyBundle:
+def structure_bundle(data: Any, source: str) -> PolicyBundle:
+    """A bundle from plain data; :class:`BundleError` names ``source`` and the field path."""
     if not isinstance(data, dict):
         raise BundleError(f"{source}: expected a mapping at the top level, got {_show(data)}")
-    data = _strip_nulls(data)
+    data = strip_nulls(data)
     for section, key in (("routing", "scorers"), (None, "node_pools")):
         holder = data.get(section) if section else data
         if isinstance(holder, dict) and key in holder and not isinstance(holder[key], list):
@@ -206,7 +215,7 @@ def _structure(data: Any, source: str) -> PolicyBundle:
     try:
         return _converter.structure(data, PolicyBundle)
     except Exception as exc:  # cattrs validation groups, or a leaf error
-        path, problem = _first_error(exc)
+        path, problem = first_error(exc)
         raise BundleError(f"{source}: {path}: {problem}" if path else f"{source}: {problem}") \
             from None
 
@@ -225,7 +234,8 @@ def _check_name(kind: str, value: str, path: str, registry) -> str | None:
     return None
 
 
-def _problems(b: PolicyBundle, registry) -> list[str]:
+def bundle_problems(b: PolicyBundle, registry) -> list[str]:
+    """Every problem of a structurally valid bundle, as ``path: problem`` lines."""
     # Scorers belong to the weighted routing plugin, which lists the names it accepts.
     from blis_core.plugins import PluginError
 
@@ -333,8 +343,8 @@ def parse_bundle(text: str, source: str = "policy config", registry=None) -> Pol
         raise BundleError(f"{source}: parsing policy config: {exc}") from None
     if data is None:
         raise BundleError(f"{source}: parsing policy config: EOF (the file is empty)")
-    bundle = _structure(data, source)
-    problems = _problems(bundle, registry or get_registry())
+    bundle = structure_bundle(data, source)
+    problems = bundle_problems(bundle, registry or get_registry())
     if problems:
         raise BundleError(f"{source}: {problems[0]}")
     return bundle
@@ -355,3 +365,42 @@ def load_bundle(path: str | Path, registry=None) -> PolicyBundle:
 def unstructure(bundle: PolicyBundle) -> dict:
     """The bundle as plain data (sections at their defaults included)."""
     return _converter.unstructure(bundle)
+
+
+def _merge(base, override):
+    """``override``'s set fields over ``base``'s, section by section; a field is set when it
+    differs from its default ("", None, an empty list)."""
+    changes = {}
+    for field in attrs.fields(type(base)):
+        mine, theirs = getattr(base, field.name), getattr(override, field.name)
+        if attrs.has(type(theirs)):
+            merged = _merge(mine, theirs)
+        elif theirs != field.default:
+            merged = theirs
+        else:
+            continue
+        if merged != mine:
+            changes[field.name] = merged
+    return attrs.evolve(base, **changes) if changes else base
+
+
+def merge_bundles(base: PolicyBundle, override: PolicyBundle) -> PolicyBundle:
+    """``base`` with every field that ``override`` sets replaced: how ``--policy-config``
+    layers over a run description and flags layer over ``--policy-config``."""
+    return _merge(base, override)
+
+
+def trim_bundle(bundle: PolicyBundle) -> dict:
+    """The bundle as plain data with only the fields it sets (what a bundle file would say)."""
+    def trim(obj) -> dict:
+        out = {}
+        for field in attrs.fields(type(obj)):
+            value = getattr(obj, field.name)
+            if attrs.has(type(value)):
+                nested = trim(value)
+                if nested:
+                    out[field.name] = nested
+            elif value != field.default:
+                out[field.name] = _converter.unstructure(value)
+        return out
+    return trim(bundle)

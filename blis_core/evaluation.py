@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Mapping
 
 import attrs
@@ -437,54 +436,9 @@ def evaluate_result(result, fitness_weights: Mapping[str, float] | None = None,
         simulation=result, wall_time_s=wall_time_s)
 
 
-def evaluate(config, bundle=None, *, fitness_weights=None, workload=None,
-             registry=None) -> EvaluationResult:
-    """Run one configuration under one policy bundle and evaluate it.
-
-    ``config`` is a :class:`~blis_core.runconfig.RunConfig` or the ``blis run`` arguments it is
-    built from (a string or a list of strings). ``bundle`` is a PolicyBundle YAML path or a
-    loaded :class:`~blis_core.bundle.PolicyBundle`; it fills every policy setting the arguments
-    do not set explicitly, exactly as ``--policy-config`` does. ``fitness_weights`` (a mapping
-    or ``"key:w,..."``) replaces the arguments' ``--fitness-weights``.
-
-    ``config`` may also be a :class:`~blis_core.config.SimulationConfig` for a hand-built
-    engine; ``workload`` is then required: a callable returning fresh requests sorted by
-    arrival (the engine consumes them), and policies come from the config (no bundle).
-
-    Bad configurations raise :class:`~blis_core.runconfig.ConfigurationError` carrying the
-    CLI's one-line message; bad fitness weights raise :class:`FitnessError`.
-    """
-    from blis_core.config import SimulationConfig
-    from blis_core.runconfig import ConfigurationError, RunConfig
-    from blis_core.simulation import simulate
-
-    if isinstance(fitness_weights, str):
-        fitness_weights = parse_fitness_weights(fitness_weights)
-    elif fitness_weights is not None:
-        fitness_weights = dict(fitness_weights)
-        compute_fitness(_EMPTY_METRICS, fitness_weights)     # refuse unknown keys before running
-    if isinstance(config, SimulationConfig):
-        if workload is None:
-            raise ConfigurationError("evaluate: a SimulationConfig needs workload=, a callable "
-                                     "returning the requests")
-        if bundle is not None:
-            raise ConfigurationError("evaluate: a bundle applies to a RunConfig; set the "
-                                     "policies of a SimulationConfig in its PolicyConfig")
-        simulation, weights = config, fitness_weights or {}
-        requests, sessions = workload(), None
-    else:
-        if not isinstance(config, RunConfig):
-            config = RunConfig.from_args(config)
-        prepared = config.prepare(bundle)
-        simulation = prepared.simulation
-        weights = prepared.fitness_weights if fitness_weights is None else fitness_weights
-        if workload is not None:
-            requests, sessions = workload(), None
-        else:
-            requests, sessions = prepared.workload.requests, prepared.workload.sessions
-    start = time.perf_counter()
-    result = simulate(simulation, requests, sessions, registry=registry)
-    return evaluate_result(result, weights, time.perf_counter() - start)
+def empty_metrics() -> RawMetrics:
+    """The metrics of a run that produced nothing (fitness weights are checked against it)."""
+    return _EMPTY_METRICS
 
 
 _EMPTY_METRICS = RawMetrics(

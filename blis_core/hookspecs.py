@@ -81,3 +81,20 @@ def blis_length_distributions() -> list[type]:
     ``output_distribution`` and the multimodal and reasoning distributions). Built-in:
     ``gaussian``, ``exponential``, ``pareto_lognormal``, ``constant``, ``empirical``.
     """
+
+
+@hookspec
+def blis_workload_sources() -> list[type]:
+    """Return workload source classes (protocol ``blis_core.protocols.WorkloadSource``).
+
+    A workload source builds the requests of a run description's ``workload`` section:
+    ``generate`` (a generator or a workload spec) and ``trace`` (a TraceV2 replay) are built in.
+    blis_core finds them here, so the engine never imports a workload package.
+    """
+
+
+@hookspec
+def blis_commands() -> list[type]:
+    """Return CLI command classes: each has a ``name`` and a ``command()`` returning the
+    ``click`` command (or group) that ``blis NAME`` runs.
+    """

@@ -28,6 +28,8 @@ KINDS = {
     "blis_workload_generators": "workload",
     "blis_arrival_processes": "arrival",
     "blis_length_distributions": "length",
+    "blis_workload_sources": "source",
+    "blis_commands": "command",
 }
 
 # kind -> what an unknown name is called in error messages
@@ -39,6 +41,8 @@ _WHAT = {
     "workload": "workload",
     "arrival": "arrival process",
     "length": "length distribution",
+    "source": "workload source",
+    "command": "command",
 }
 
 

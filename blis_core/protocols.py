@@ -190,3 +190,38 @@ class LengthDistribution(Protocol):
     params: ClassVar[Mapping[str, float | None] | None]
 
     def sample(self, rng) -> int: ...
+
+
+@attrs.define
+class RunWorkload:
+    """The requests of one run, plus what writing its trace needs afterwards.
+
+    ``requests`` are sorted by arrival (the engine consumes them); ``sessions`` drives
+    closed-loop and multi-turn follow-ups; ``mode`` is ``generated`` or ``replayed``;
+    ``horizon``, when not None, is the horizon the workload sets (a spec's ``horizon``).
+    """
+
+    requests: list
+    sessions: object = None
+    follow_ups: list = attrs.field(factory=list)
+    seed: int | None = None
+    mode: str = "generated"
+    horizon: int | None = None
+
+
+@runtime_checkable
+class WorkloadSource(Protocol):
+    """Builds the requests of a run description's ``workload`` section.
+
+    ``build(config, registry)`` gets the whole :class:`~blis_core.runconfig.RunConfig` (the
+    seed and horizon matter to generation) and the plugin registry (to find generators), and
+    returns a :class:`RunWorkload`; bad input raises ``ConfigurationError`` with one line.
+    ``write_trace(prefix, workload, simulation)`` writes ``--trace-output PREFIX`` after the
+    run. Built in: ``generate`` and ``trace``.
+    """
+
+    name: ClassVar[str]
+
+    def build(self, config, registry) -> RunWorkload: ...
+
+    def write_trace(self, prefix: str, workload: RunWorkload, simulation) -> None: ...

@@ -22,16 +22,22 @@ import attrs
 import click
 import numpy as np
 
-from blis_core.cli import fail, write_atomically
+from blis_core.files import write_atomically
+from blis_core.runconfig import ConfigurationError
 from blis_core.plugins import PluginError, get_registry
 from blis_workloads.cli_synthesis import WorkloadOptions, build_cli_workload
 from blis_workloads.scenarios import dump_workload_spec
 from blis_workloads.spec import WorkloadError, WorkloadSpec, go_fmt_v, load_workload_spec
 
-__all__ = ["WorkloadPreview", "export_command", "preview_command", "preview_workload",
+__all__ = ["WorkloadCommands", "WorkloadPreview", "export_command", "preview_command",
+           "preview_workload",
            "render_json", "render_text", "validate_command", "validate_spec_file"]
 
 _BAR_WIDTH = 40
+
+
+def fail(message: str):
+    raise ConfigurationError(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,3 +331,56 @@ def export_command(name: str, rate: float | None, num_requests: int | None, seed
             fail(f"--output: cannot write {output}: {exc.strerror or exc}")
     else:
         click.echo(text, nl=False)
+
+
+# --------------------------------------------------------------------------------------------
+# ``blis workload ...``, contributed to the CLI through the ``blis_commands`` hook.
+
+_INT64 = click.IntRange(-(2**63), 2**63 - 1)
+
+
+@click.group("workload")
+def workload_group() -> None:
+    """Check, preview and export workloads without running a simulation."""
+
+
+@workload_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+def _validate(file: str) -> None:
+    """Check a workload spec as --workload-spec would (exit 0 if valid, 2 if not)."""
+    validate_command(file)
+
+
+@workload_group.command("preview")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--workload", default=None, help="A workload generator (preset or scenario) instead of FILE.")
+@click.option("--rate", default=None, type=float, help="Arrival rate for --workload (default 1.0).")
+@click.option("--num-requests", default=None, type=_INT64, help="Request cap; overrides the spec's num_requests.")
+@click.option("--seed", default=None, type=_INT64, help="Seed; overrides the spec's seed.")
+@click.option("--horizon", default=None, type=_INT64, help="Generation horizon in microseconds.")
+@click.option("--buckets", default=20, type=_INT64, help="Buckets of the rate and length histograms.")
+@click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), help="Output format.")
+def _preview(file, workload, rate, num_requests, seed, horizon, buckets, fmt) -> None:
+    """Generate a workload as blis run would and summarize it."""
+    preview_command(file, workload, rate, num_requests, seed, horizon, buckets, fmt)
+
+
+@workload_group.command("export")
+@click.argument("name")
+@click.option("--rate", default=None, type=float, help="Arrival rate (default 1.0).")
+@click.option("--num-requests", default=None, type=_INT64, help="Requests (default 100).")
+@click.option("--seed", default=None, type=_INT64, help="Seed (default 42).")
+@click.option("--output", "-o", default="", help="Write to this file instead of stdout.")
+def _export(name, rate, num_requests, seed, output) -> None:
+    """Print a named workload (scenario or preset) as workload-spec YAML."""
+    export_command(name, rate, num_requests, seed, output)
+
+
+class WorkloadCommands:
+    """blis workload validate|preview|export: look at a workload before a long run."""
+
+    name = "workload"
+
+    @staticmethod
+    def command() -> click.Command:
+        return workload_group

@@ -1,84 +1,81 @@
-"""The workload side of ``blis run`` and ``blis replay``: flags in, requests out, files written.
+"""The two built-in workload sources: ``generate`` (a named generator or a workload spec) and
+``trace`` (a TraceV2 replay).
 
-The CLI in ``blis_core`` calls these functions; workload generators themselves are looked up
-in the plugin registry, so a third-party generator is selected with ``--workload NAME`` exactly
-like a built-in one.
+blis_core finds them through the ``blis_workload_sources`` hook and calls them with the whole
+run description; generators themselves are looked up in the plugin registry, so a third-party
+generator is selected with ``--workload NAME`` exactly like a built-in one.
 """
 
 from __future__ import annotations
 
-import attrs
+from typing import ClassVar
 
-from blis_core.cli import fail, write_atomically
-from blis_core.metrics import go_json
-from blis_core.plugins import get_registry
+from blis_core.protocols import RunWorkload
+from blis_core.runconfig import ConfigurationError, RunConfig
 from blis_workloads.cli_synthesis import WorkloadOptions, build_cli_workload
 from blis_workloads.spec import WorkloadError
 from blis_workloads.tracev2 import TraceError, export_run_trace, load_trace, replay_requests
 
-_WORKLOAD_FLAGS = ("rate", "num_requests", "seed", "prefix_tokens", "prompt_tokens",
-                   "prompt_tokens_stdev", "prompt_tokens_min", "prompt_tokens_max",
-                   "output_tokens", "output_tokens_stdev", "output_tokens_min",
-                   "output_tokens_max", "concurrency", "think_time_ms")
+
+def workload_options(config: RunConfig) -> WorkloadOptions:
+    """The generator options of a description. ``explicit`` names what upstream treats
+    differently when its flag is given: ``rate``, ``num-requests`` and ``seed``."""
+    w = config.workload
+    explicit = {flag for flag, value in (("rate", w.rate), ("num-requests", w.num_requests),
+                                         ("seed", config.seed)) if value is not None}
+    return WorkloadOptions(
+        rate=1.0 if w.rate is None else w.rate,
+        num_requests=100 if w.num_requests is None else w.num_requests,
+        seed=config.engine_seed,
+        prefix_tokens=w.prefix_tokens, prompt_tokens=w.prompt_tokens,
+        prompt_tokens_stdev=w.prompt_tokens_stdev, prompt_tokens_min=w.prompt_tokens_min,
+        prompt_tokens_max=w.prompt_tokens_max, output_tokens=w.output_tokens,
+        output_tokens_stdev=w.output_tokens_stdev, output_tokens_min=w.output_tokens_min,
+        output_tokens_max=w.output_tokens_max, concurrency=w.concurrency,
+        think_time_ms=w.think_time_ms, explicit=frozenset(explicit))
 
 
-@attrs.define
-class RunWorkload:
-    """The requests of a run plus what writing its trace needs afterwards."""
-
-    requests: list
-    sessions: object = None
-    follow_ups: list = attrs.field(factory=list)
-    seed: int | None = None
-    mode: str = "generated"
-    horizon: int | None = None
-
-
-def build_run_workload(p: dict, given: dict) -> RunWorkload:
-    """``blis run``: the ``--workload``/``--workload-spec`` flags to generated requests."""
-    options = WorkloadOptions(
-        **{name: p[name] for name in _WORKLOAD_FLAGS},
-        explicit=frozenset(name.replace("_", "-") for name, was_given in given.items()
-                           if was_given))
-    generators = {entry.name: entry.cls() for entry in get_registry().entries("workload")}
-    try:
-        cli = build_cli_workload(options, p["workload"], p["workload_spec"] or None,
-                                 p["horizon"] if given.get("horizon") else None, generators)
-    except WorkloadError as exc:
-        fail(str(exc))
-    wl = cli.workload
-    return RunWorkload(wl.requests, wl.sessions, wl.follow_ups, wl.seed, "generated", cli.horizon)
-
-
-def build_replay_workload(p: dict) -> RunWorkload:
-    """``blis replay``: a TraceV2 header + CSV to requests (token ids drawn from ``--seed``)."""
-    try:
-        trace = load_trace(p["trace_header"], p["trace_data"])
-        requests = replay_requests(trace, p["seed"])
-    except TraceError as exc:
-        fail(str(exc))
-    return RunWorkload(requests, None, [], None, "replayed", None)
-
-
-def write_run_trace(prefix: str, workload: RunWorkload, config) -> None:
-    """``--trace-output PREFIX``: the run's requests, with their simulated timings."""
+def _write_trace(prefix: str, workload: RunWorkload, simulation) -> None:
     export_run_trace(prefix, workload.requests, workload.follow_ups, mode=workload.mode,
                      workload_seed=workload.seed if workload.mode == "generated" else None,
-                     post_decode_overhead=config.latency.post_decode_fixed_overhead())
+                     post_decode_overhead=simulation.latency.post_decode_fixed_overhead())
 
 
-def write_replay_results(path: str, result) -> None:
-    """``--results-path``: one record per completed request, by numeric request id."""
-    rows = []
-    for req in result.requests:
-        if req.state != "completed":
-            continue
-        rows.append({
-            "request_id": int(req.id.rsplit("_", 1)[-1]),
-            "ttft_us": req.first_token_time,
-            "e2e_us": req.e2e,
-            "input_tokens": req.num_input,
-            "output_tokens": req.num_output,
-        })
-    rows.sort(key=lambda row: row["request_id"])
-    write_atomically(path, go_json(rows))
+class GeneratedWorkload:
+    """Requests from a named workload generator or a workload-spec file."""
+
+    name: ClassVar[str] = "generate"
+
+    def build(self, config: RunConfig, registry) -> RunWorkload:
+        generators = {entry.name: entry.cls() for entry in registry.entries("workload")}
+        w = config.workload
+        try:
+            cli = build_cli_workload(workload_options(config), w.generator, w.spec,
+                                     config.horizon, generators)
+        except WorkloadError as exc:
+            raise ConfigurationError(str(exc)) from None
+        wl = cli.workload
+        return RunWorkload(wl.requests, wl.sessions, wl.follow_ups, wl.seed, "generated",
+                           cli.horizon)
+
+    write_trace = staticmethod(_write_trace)
+
+
+class TraceWorkload:
+    """Requests replayed from a TraceV2 header and CSV (token ids drawn from the seed)."""
+
+    name: ClassVar[str] = "trace"
+
+    def build(self, config: RunConfig, registry) -> RunWorkload:
+        trace = config.workload.trace
+        try:
+            loaded = load_trace(trace.header, trace.data)
+            requests = replay_requests(loaded, config.engine_seed)
+        except TraceError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return RunWorkload(requests, None, [], None, "replayed", None)
+
+    write_trace = staticmethod(_write_trace)
+
+
+BUILTIN_SOURCES: tuple[type, ...] = (GeneratedWorkload, TraceWorkload)

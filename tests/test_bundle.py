@@ -163,7 +163,7 @@ def test_cli_flags_given_explicitly_override_the_bundle(tmp_path, capsys, captur
     assert policies.scheduler == "sjf"
     assert policies.priority == "slo-based"
     assert policies.admission_params == {"capacity": 500.0, "refill_rate": 15000.0}
-    assert policies.routing_params == {"scorers": "load-balance:1"}
+    assert policies.routing_params == {"scorers": [("load-balance", 1.0)]}
     code, _out, err = run_cli(["run", *MODEL, *BLACKBOX, "--num-requests", "5",
                                "--policy-config", str(path), "--admission-policy",
                                "always-admit", "--routing-policy", "round-robin"], capsys)

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from blis_core import cli
+from blis_core import cli, files
 from _shared import run_cli
 
 MODEL = ["--model", "meta-llama/llama-3.1-8b-instruct"]
@@ -348,17 +348,17 @@ def test_metrics_path_writes_json_with_one_record_per_completed_request(tmp_path
 
 def test_write_atomically_replaces_whole_file_and_cleans_up_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "out.json"
-    cli.write_atomically(str(target), "first\n")
-    cli.write_atomically(str(target), "second\n")
+    files.write_atomically(str(target), "first\n")
+    files.write_atomically(str(target), "second\n")
     assert target.read_text() == "second\n"
     assert files_in(tmp_path) == {"out.json"}
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device", str(dst))
 
-    monkeypatch.setattr(cli.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        cli.write_atomically(str(target), "third\n")
+        files.write_atomically(str(target), "third\n")
     assert target.read_text() == "second\n"       # the old file is intact
     assert files_in(tmp_path) == {"out.json"}     # and the temporary file is gone
 

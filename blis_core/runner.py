@@ -1,0 +1,302 @@
+"""From a :class:`RunConfig` to results: checks, latency resolution, the engine configuration,
+a freshly built workload (:func:`prepare_run`), and :func:`evaluate`, which runs one.
+
+Checks run in upstream's order and fail with the CLI's one-line messages (they name the flag a
+field comes from, ``--max-num-running-reqs must be > 0``; docs/cli.md lists the field of every
+flag). The workload comes from the workload-source plugin the description selects, so
+blis_core never imports a workload package.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import attrs
+
+from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
+from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
+                                  evaluate_result, parse_fitness_weights)
+from blis_core.instance import BatchConfig
+from blis_core.plugins import PluginError, get_registry
+from blis_core.protocols import RunWorkload
+from blis_core.runconfig import ConfigurationError, RunConfig
+from blis_core.simulation import simulate
+
+log = logging.getLogger("blis")
+
+# The policy of each kind when the description leaves it "" (upstream's flag defaults).
+POLICY_DEFAULTS = {"admission": "always-admit", "routing": "round-robin",
+                   "priority": "constant", "scheduler": "fcfs"}
+
+
+@attrs.frozen
+class PreparedRun:
+    """A checked run: the engine configuration, its workload and the fitness weights, plus the
+    description it came from and the source that built the workload (to write its trace)."""
+
+    simulation: SimulationConfig
+    workload: RunWorkload
+    fitness_weights: dict
+    config: RunConfig | None = None
+    source: object = None
+
+
+def _policy_names(config: RunConfig) -> dict[str, str]:
+    b = config.policies
+    chosen = {"admission": b.admission.policy, "routing": b.routing.policy,
+              "priority": b.priority.policy, "scheduler": b.scheduler}
+    return {kind: name or POLICY_DEFAULTS[kind] for kind, name in chosen.items()}
+
+
+def _resolve(config: RunConfig):
+    from blis_core.resolve import LatencyOptions, ResolveError, resolve_latency
+
+    m, e = config.model, config.engine
+    options = LatencyOptions(
+        model=m.name.lower(),
+        latency_model=m.latency_model or "roofline",
+        latency_model_given=m.latency_model is not None,
+        alpha=m.alpha_coeffs if m.alpha_coeffs is not None else (0.0, 0.0, 0.0),
+        alpha_given=m.alpha_coeffs is not None,
+        beta=m.beta_coeffs if m.beta_coeffs is not None else (0.0, 0.0, 0.0),
+        beta_given=m.beta_coeffs is not None,
+        hardware=m.hardware, tp=m.tp, vllm_version=m.vllm_version,
+        total_kv_blocks=e.total_kv_blocks if e.total_kv_blocks is not None else 1_000_000,
+        total_kv_blocks_given=e.total_kv_blocks is not None,
+        block_size=e.block_size_in_tokens,
+        gpu_memory_utilization=m.gpu_memory_utilization,
+        max_model_len=e.max_model_len if e.max_model_len is not None else 0,
+        max_model_len_given=e.max_model_len is not None,
+        model_config_folder=m.model_config_folder, hardware_config=m.hardware_config,
+        defaults_filepath=m.defaults_filepath or "defaults.yaml",
+        defaults_filepath_given=m.defaults_filepath is not None,
+    )
+    try:
+        resolved = resolve_latency(options)
+    except ResolveError as exc:
+        for warning in exc.warnings:
+            log.warning(warning)
+        raise ConfigurationError(str(exc)) from None
+    for warning in resolved.warnings:
+        log.warning(warning)
+    return resolved
+
+
+def _admission_params(config: RunConfig, policy: str) -> dict:
+    """The admission policy's constructor parameters (cluster-policies.md §4.1)."""
+    a = config.policies.admission
+    if policy == "token-bucket":
+        values = {"capacity": a.token_bucket_capacity if a.token_bucket_capacity is not None
+                  else 10_000.0,
+                  "refill_rate": a.token_bucket_refill_rate if a.token_bucket_refill_rate
+                  is not None else 1_000.0}
+        for flag, value in (("token-bucket-capacity", values["capacity"]),
+                            ("token-bucket-refill-rate", values["refill_rate"])):
+            if not value > 0 or math.isinf(value):
+                raise ConfigurationError(f"--{flag} must be a finite value > 0 for "
+                                         f"--admission-policy token-bucket, got {value:g}")
+        return values
+    slo = dict(a.slo_priorities) if a.slo_priorities is not None else None
+    if policy == "tier-shed":
+        chosen_in_bundle = a.policy == "tier-shed"
+        threshold = a.tier_shed_threshold
+        min_priority = a.tier_shed_min_priority
+        if min_priority is None and chosen_in_bundle:
+            min_priority = 3
+        params = {"threshold": threshold or 0, "min_priority": min_priority or 0}
+        if slo is not None:
+            params["slo_priorities"] = slo
+        return params
+    if policy == "gaie-legacy":
+        params = {}
+        if a.gaie_qd_threshold is not None:
+            params["qd_threshold"] = a.gaie_qd_threshold
+        if a.gaie_kv_threshold is not None:
+            params["kv_threshold"] = a.gaie_kv_threshold
+        if slo is not None:
+            params["slo_priorities"] = slo
+        return params
+    return {}
+
+
+def _check_fitness(weights) -> dict:
+    weights = dict(weights)
+    try:
+        for key, weight in weights.items():
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise FitnessError(f"invalid weight for {key!r}: must be a finite non-negative "
+                                   f"number, got {weight}")
+        compute_fitness(empty_metrics(), weights)     # refuses unknown keys
+    except FitnessError as exc:
+        raise ConfigurationError(f"--fitness-weights: {exc}") from None
+    return weights
+
+
+def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
+    """Check the engine, cluster and policy fields and build the engine configuration."""
+    from blis_core.latency import LatencyConfigError, build_latency_model
+
+    registry = registry or get_registry()
+    m, e, c = config.model, config.engine, config.cluster
+    if not m.name:
+        raise ConfigurationError("--model: LLM name not provided")
+    if not 0 < m.gpu_memory_utilization <= 1 or not math.isfinite(m.gpu_memory_utilization):
+        raise ConfigurationError(f"--gpu-memory-utilization must be a finite value in (0, 1.0], "
+                                 f"got {m.gpu_memory_utilization}")
+    if e.block_size_in_tokens <= 0:
+        raise ConfigurationError("--block-size-in-tokens must be > 0")
+    if e.max_model_len is not None and e.max_model_len < 0:
+        raise ConfigurationError("--max-model-len must be >= 0")
+    resolved = _resolve(config)
+    checks = [
+        (c.num_instances < 1, "--num-instances must be >= 1"),
+        (resolved.total_kv_blocks <= 0, "--total-kv-blocks must be > 0"),
+        (e.max_num_running_reqs <= 0, "--max-num-running-reqs must be > 0"),
+        (e.max_num_scheduled_tokens <= 0, "--max-num-scheduled-tokens must be > 0"),
+        (e.long_prefill_token_threshold < 0, "--long-prefill-token-threshold must be >= 0"),
+        (config.horizon is not None and config.horizon <= 0, "--horizon must be > 0"),
+        (e.kv_cpu_blocks < 0, "--kv-cpu-blocks must be >= 0"),
+        (not 0 <= e.kv_offload_threshold <= 1,
+         "--kv-offload-threshold must be a finite value in [0, 1]"),
+        (e.kv_cpu_blocks > 0 and not e.kv_transfer_bandwidth > 0,
+         "--kv-transfer-bandwidth must be a finite value > 0 when --kv-cpu-blocks > 0"),
+        (e.kv_transfer_base_latency < 0, "--kv-transfer-base-latency must be >= 0"),
+        (c.admission_latency < 0, "--admission-latency must be >= 0"),
+        (c.routing_latency < 0, "--routing-latency must be >= 0"),
+        (c.snapshot_refresh_interval < 0, "--snapshot-refresh-interval must be >= 0"),
+        (c.cache_signal_delay < 0, "--cache-signal-delay must be >= 0"),
+    ]
+    for bad, message in checks:
+        if bad:
+            raise ConfigurationError(message)
+    names = _policy_names(config)
+    for kind, flag in (("admission", "--admission-policy"), ("routing", "--routing-policy"),
+                       ("priority", "--priority-policy"), ("scheduler", "--scheduler")):
+        try:
+            registry.get(kind, names[kind])
+        except PluginError as exc:
+            raise ConfigurationError(f"{flag}: {exc}") from None
+    admission_params = _admission_params(config, names["admission"])
+    problems = config.problems_of_policies(registry)
+    if problems:
+        raise ConfigurationError(problems[0])
+    if names["admission"] == "tier-shed" and config.policies.admission.policy != "tier-shed":
+        threshold = admission_params["threshold"]
+        floor = admission_params["min_priority"]
+        log.warning("tier-shed admission selected by --admission-policy: tier_shed_threshold "
+                    "is %d and tier_shed_min_priority is %d, which admits every tier with "
+                    "priority >= %d under overload", threshold, floor, floor)
+    if e.kv_cpu_blocks > 0 and e.kv_offload_threshold != 0:
+        log.warning("--kv-offload-threshold is deprecated and ignored")
+    block_size = e.block_size_in_tokens
+    mml = resolved.max_model_len
+    if mml > 0 and -(-mml // block_size) > resolved.total_kv_blocks:
+        raise ConfigurationError(
+            f"KV cache too small for MaxModelLen: need {-(-mml // block_size)} blocks "
+            f"(ceil({mml}/{block_size})) but TotalKVBlocks={resolved.total_kv_blocks}")
+    try:
+        latency = build_latency_model(resolved.backend, list(resolved.alpha), list(resolved.beta),
+                                      resolved.model_config, resolved.hardware_config,
+                                      resolved.tp, warn=log.warning)
+    except LatencyConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+    scorers = config.policies.routing.scorers
+    routing_params = ({"scorers": [(s.name, s.weight) for s in scorers]}
+                      if names["routing"] == "weighted" and scorers else {})
+    b = config.policies
+    return SimulationConfig(
+        latency=latency,
+        batch=BatchConfig(e.max_num_running_reqs, e.max_num_scheduled_tokens,
+                          e.long_prefill_token_threshold, mml),
+        kv=KVConfig(resolved.total_kv_blocks, block_size, e.kv_cpu_blocks,
+                    e.kv_transfer_bandwidth, e.kv_transfer_base_latency),
+        policies=PolicyConfig(admission=names["admission"], routing=names["routing"],
+                              priority=names["priority"], scheduler=names["scheduler"],
+                              admission_params=admission_params,
+                              routing_params=routing_params),
+        num_instances=c.num_instances,
+        horizon=config.horizon if config.horizon is not None else MAX_TICK,
+        seed=config.engine_seed,
+        admission_latency=c.admission_latency,
+        routing_latency=c.routing_latency,
+        model=resolved.model,
+        snapshot_refresh_interval=c.snapshot_refresh_interval,
+        cache_signal_delay=c.cache_signal_delay,
+        tenant_budgets=dict(b.tenant_budgets) if b.tenant_budgets is not None else None,
+        slo_priorities=(dict(b.admission.slo_priorities)
+                        if b.admission.slo_priorities is not None else None),
+    )
+
+
+def workload_source(config: RunConfig, registry=None):
+    """The workload-source plugin object that builds this description's requests."""
+    registry = registry or get_registry()
+    name = config.workload.source
+    try:
+        return registry.get("source", name)()
+    except PluginError as exc:
+        raise ConfigurationError(f"workload: {exc} (is blis_workloads installed?)") from None
+
+
+def prepare_run(config: RunConfig, registry=None) -> PreparedRun:
+    """Check ``config`` and build its run; every problem is a :class:`ConfigurationError`
+    raised before anything is simulated."""
+    registry = registry or get_registry()
+    w = config.workload
+    if w.trace is not None and w.spec is not None:
+        raise ConfigurationError("workload: spec and trace are mutually exclusive")
+    simulation = simulation_config(config, registry)
+    weights = _check_fitness(config.fitness_weights)
+    source = workload_source(config, registry)
+    workload = source.build(config, registry)
+    if workload.horizon is not None:
+        simulation = attrs.evolve(simulation, horizon=workload.horizon)
+    return PreparedRun(simulation, workload, weights, config, source)
+
+
+def evaluate(config, bundle=None, *, fitness_weights=None, workload=None,
+             registry=None) -> EvaluationResult:
+    """Run one configuration under one policy bundle and evaluate it.
+
+    ``config`` is a :class:`~blis_core.runconfig.RunConfig` or the ``blis run`` arguments it is
+    built from (a string or a list of strings). ``bundle`` is a PolicyBundle YAML path or a
+    loaded :class:`~blis_core.bundle.PolicyBundle`; it fills every policy setting the arguments
+    do not set explicitly, exactly as ``--policy-config`` does. ``fitness_weights`` (a mapping
+    or ``"key:w,..."``) replaces the arguments' ``--fitness-weights``.
+
+    ``config`` may also be a :class:`~blis_core.config.SimulationConfig` for a hand-built
+    engine; ``workload`` is then required: a callable returning fresh requests sorted by
+    arrival (the engine consumes them), and policies come from the config (no bundle).
+
+    Bad configurations raise :class:`~blis_core.runconfig.ConfigurationError` carrying the
+    CLI's one-line message; bad fitness weights raise :class:`FitnessError`.
+    """
+    if isinstance(fitness_weights, str):
+        fitness_weights = parse_fitness_weights(fitness_weights)
+    elif fitness_weights is not None:
+        fitness_weights = dict(fitness_weights)
+        compute_fitness(empty_metrics(), fitness_weights)     # refuse unknown keys before running
+    if isinstance(config, SimulationConfig):
+        if workload is None:
+            raise ConfigurationError("evaluate: a SimulationConfig needs workload=, a callable "
+                                     "returning the requests")
+        if bundle is not None:
+            raise ConfigurationError("evaluate: a bundle applies to a RunConfig; set the "
+                                     "policies of a SimulationConfig in its PolicyConfig")
+        simulation, weights = config, fitness_weights or {}
+        requests, sessions = workload(), None
+    else:
+        if not isinstance(config, RunConfig):
+            config = RunConfig.from_args(config)
+        prepared = config.prepare(bundle, registry)
+        simulation = prepared.simulation
+        weights = prepared.fitness_weights if fitness_weights is None else fitness_weights
+        if workload is not None:
+            requests, sessions = workload(), None
+        else:
+            requests, sessions = prepared.workload.requests, prepared.workload.sessions
+    start = time.perf_counter()
+    result = simulate(simulation, requests, sessions, registry=registry)
+    return evaluate_result(result, weights, time.perf_counter() - start)
