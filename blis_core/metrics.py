@@ -123,12 +123,19 @@ class Summary:
             "tokens_per_sec": (c["total_output_tokens"] / duration
                                if completed > 0 and duration > 0 else 0.0),
         }
+        # Upstream computes the latency statistics only when a request completed: an instance
+        # cut off by the horizon with first tokens but no completion reports zeros.
+        any_completed = completed > 0
         for name, values, mean in (("e2e", self.e2es, None), ("ttft", self.ttfts, None),
-                                   ("itl", self.itl, self.itl.mean())):
+                                   ("itl", self.itl, None)):
+            if not any_completed:
+                values = ()
+            elif name == "itl":
+                mean = self.itl.mean()
             out[f"{name}_mean_ms"] = (sequential_mean(values) if mean is None else mean) / 1000
             for p in (90, 95, 99):
                 out[f"{name}_p{p}_ms"] = percentile(values, float(p))
-        out["scheduling_delay_p99_ms"] = percentile(self.delays, 99.0)
+        out["scheduling_delay_p99_ms"] = percentile(self.delays if any_completed else (), 99.0)
         if c["kv_allocation_failures"]:
             out["kv_allocation_failures"] = c["kv_allocation_failures"]
         out["preemption_count"] = c["preemptions"]
