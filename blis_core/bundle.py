@@ -143,6 +143,12 @@ def _int(value: Any, _type: Any) -> int:
     raise ValueError(f"expected an integer, got {_show(value)}")
 
 
+def _bool(value: Any, _type: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"expected true or false, got {_show(value)}")
+
+
 def _str(value: Any, _type: Any) -> str:
     if isinstance(value, str):
         return value
@@ -165,6 +171,7 @@ def strict_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook(float, _float)
     converter.register_structure_hook(int, _int)
+    converter.register_structure_hook(bool, _bool)    # else bool, an int subclass, takes _int
     converter.register_structure_hook(str, _str)
     return converter
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 
 import click
@@ -67,8 +68,9 @@ def run_command(ctx: click.Context, **p) -> None:
     run = _prepare(ctx, p)
     if run is None:
         return
-    _execute(run, p["output_format"], metrics_path=p["metrics_path"])
+    result = _execute(run, p["output_format"], metrics_path=p["metrics_path"])
     _write_trace(run, p["trace_output"])
+    _write_decisions(result, p["decision_trace"])
 
 
 @main_group.command("replay")
@@ -84,6 +86,7 @@ def replay_command(ctx: click.Context, **p) -> None:
         with _output_errors("--results-path", p["results_path"]):
             write_atomically(p["results_path"], go_json(_replay_results(result)))
     _write_trace(run, p["trace_output"])
+    _write_decisions(result, p["decision_trace"])
 
 
 def _prepare(ctx: click.Context, p: dict, replay: bool = False) -> PreparedRun | None:
@@ -99,7 +102,31 @@ def _prepare(ctx: click.Context, p: dict, replay: bool = False) -> PreparedRun |
     if p["dump_config"]:
         click.echo(config.to_yaml(), nl=False)
         return None
+    if p["decision_trace"]:
+        _check_writable("--decision-trace", p["decision_trace"])
+        if (config.decision_trace.level or "none") == "none":
+            # Writing the trace asks for it to be recorded; the stdout report is unchanged.
+            config = config.replace(**{"decision_trace.level": "decisions"})
     return config.prepare()
+
+
+def _check_writable(flag: str, path: str) -> None:
+    """Refuse an output path that cannot be written before the run, not after it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        fail(f"{flag}: cannot write {path}: is a directory")
+    if not os.path.isdir(folder):
+        fail(f"{flag}: cannot write {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        fail(f"{flag}: cannot write {path}: permission denied")
+
+
+def _write_decisions(result, path: str) -> None:
+    if path:
+        from blis_core.decisions import to_jsonl
+
+        with _output_errors("--decision-trace", path):
+            write_atomically(path, to_jsonl(result.decisions))
 
 
 def _write_trace(run: PreparedRun, prefix: str) -> None:

@@ -140,7 +140,7 @@ class Cluster:
     def __init__(self, instances, admission, routing, *, horizon: int = MAX_TICK,
                  admission_latency: int = 0, routing_latency: int = 0, model: str = "",
                  sessions=None, audit: bool = False, snapshot_refresh_interval: int = 0,
-                 cache_signal_delay: int = 50_000, tenant_budgets=None) -> None:
+                 cache_signal_delay: int = 50_000, tenant_budgets=None, trace=None) -> None:
         self.instances = instances
         self.admission = admission
         self.routing = routing
@@ -155,6 +155,7 @@ class Cluster:
         self.rejected = 0
         self.shed_by_tier: dict = {}      # rejected requests by SLO class ("" -> "standard")
         self.tenants = tenant_budgets     # a TenantBudgets, or None
+        self.trace = trace                # a DecisionTrace, or None: nothing recorded
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
@@ -300,9 +301,12 @@ class Cluster:
             if kind == CLUSTER_ARRIVAL:
                 self._push(time + self.admission_latency, ADMISSION, req)
             elif kind == ADMISSION:
-                admitted, _reason = self.admission.admit(req, self.router_state(req))
+                admitted, reason = self.admission.admit(req, self.router_state(req))
                 if admitted and self.tenants is not None and self.tenants.sheds(req):
                     admitted = False  # the tenant-budget shed, after the policy admitted
+                    reason = "tenant-budget-shed"
+                if self.trace is not None:
+                    self.trace.admission(req.id, time, admitted, reason)
                 if admitted:
                     self._push(time + self.routing_latency, ROUTING, req)
                 else:
@@ -314,8 +318,11 @@ class Cluster:
                 if not state.snapshots:
                     self.routing_rejections += 1
                     continue
-                target = self.by_id[self.routing.route(req, state).target]
+                decision = self.routing.route(req, state)
+                target = self.by_id[decision.target]
                 req.assigned_instance = target.id
+                if self.trace is not None:
+                    self.trace.routing(req.id, time, decision, state.snapshots)
                 target.in_flight += 1
                 if self.tenants is not None:
                     self.tenants.started(req.tenant_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from blis_core.decisions import TraceConfig
 from blis_core.events import MAX_TICK
 from blis_core.instance import BatchConfig
 
@@ -73,3 +74,4 @@ class SimulationConfig:
     # Tenant budgets: tenant -> share of the cluster's running slots (None: no tracking).
     tenant_budgets: dict | None = None
     slo_priorities: dict | None = None    # overrides of the SLO priority map
+    trace: TraceConfig = TraceConfig()    # the decision trace (off by default)

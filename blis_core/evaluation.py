@@ -405,6 +405,12 @@ class EvaluationResult:
         return self.metrics.per_slo_class
 
     @property
+    def decisions(self) -> list[dict]:
+        """The decision trace, one dict per decision in event order (docs/decision-trace.md);
+        empty unless the run's trace level is "decisions"."""
+        return self.simulation.decisions
+
+    @property
     def score(self) -> float | None:
         return None if self.fitness is None else self.fitness.score
 

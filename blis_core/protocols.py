@@ -57,8 +57,13 @@ class RouterState:
 
 @attrs.frozen(slots=True)
 class RoutingDecision:
+    """Where a request goes. ``scores``, for a policy that scores instances, holds one score per
+    snapshot in the order of ``state.snapshots`` (higher is better): the decision trace ranks
+    counterfactual candidates by it, and by minus the effective load when it is None."""
+
     target: str
     reason: str = ""
+    scores: Sequence[float] | None = None
 
 
 @runtime_checkable

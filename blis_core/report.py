@@ -2,12 +2,13 @@
 
 ``render_text`` reproduces upstream's stdout byte for byte (cluster-policies.md §2.8 and §5):
 the summary JSON blocks, then the Fitness, Anomaly, KV, per-SLO, per-model and per-tenant
-sections, each only under upstream's condition. ``render_table`` shows the same numbers as an
+sections and the trace summary, each only under upstream's condition. ``render_table`` shows the same numbers as an
 aligned table for a terminal.
 """
 
 from __future__ import annotations
 
+from blis_core.decisions import TraceSummary
 from blis_core.evaluation import AnomalyCounters, EvaluationResult, FitnessResult, RawMetrics
 from blis_core.metrics import go_json, percentile
 
@@ -105,7 +106,16 @@ def _sections(evaluation: EvaluationResult) -> list[str]:
             + kv_section(evaluation.metrics)
             + per_slo_section(evaluation.metrics)
             + per_model_section(evaluation.simulation.summary)
-            + per_tenant_section(evaluation.metrics))
+            + per_tenant_section(evaluation.metrics)
+            + trace_section(evaluation))
+
+
+def trace_section(evaluation: EvaluationResult) -> list[str]:
+    """``=== Trace Summary ===``, with ``--summarize-trace`` on a traced run."""
+    simulation = evaluation.simulation
+    if not simulation.config.trace.summarize or simulation.cluster.trace is None:
+        return []
+    return TraceSummary.of(simulation.decisions).lines()
 
 
 def render_text(evaluation: EvaluationResult) -> str:

@@ -121,6 +121,16 @@ class WorkloadSection:
         return "trace" if self.trace is not None else "generate"
 
 
+@attrs.frozen
+class DecisionTraceSection:
+    """The decision trace (upstream ``--trace-level``, ``--counterfactual-k``,
+    ``--summarize-trace``); blis_core.decisions."""
+
+    level: str = "none"                    # none | decisions ("" counts as none)
+    counterfactual_k: int = 0              # top-k candidates and regret per routing decision
+    summarize: bool = False                # print === Trace Summary ===
+
+
 DEFAULT_SEED = 42
 
 
@@ -140,6 +150,7 @@ class RunConfig:
     horizon: int | None = None             # None: no horizon (a spec may set one)
     seed: int | None = None                # None: 42, and a spec keeps its own seed
     fitness_weights: Mapping[str, float] = attrs.field(factory=dict)
+    decision_trace: DecisionTraceSection = DecisionTraceSection()
 
     @property
     def engine_seed(self) -> int:

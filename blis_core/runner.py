@@ -16,6 +16,7 @@ import time
 import attrs
 
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
+from blis_core.decisions import TRACE_LEVELS, TraceConfig
 from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
                                   evaluate_result, parse_fitness_weights)
 from blis_core.instance import BatchConfig
@@ -190,6 +191,7 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
                     "priority >= %d under overload", threshold, floor, floor)
     if e.kv_cpu_blocks > 0 and e.kv_offload_threshold != 0:
         log.warning("--kv-offload-threshold is deprecated and ignored")
+    trace = _trace_config(config)
     block_size = e.block_size_in_tokens
     mml = resolved.max_model_len
     if mml > 0 and -(-mml // block_size) > resolved.total_kv_blocks:
@@ -227,7 +229,25 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
         tenant_budgets=dict(b.tenant_budgets) if b.tenant_budgets is not None else None,
         slo_priorities=(dict(b.admission.slo_priorities)
                         if b.admission.slo_priorities is not None else None),
+        trace=trace,
     )
+
+
+def _trace_config(config: RunConfig) -> TraceConfig:
+    t = config.decision_trace
+    level = t.level or "none"
+    if level not in TRACE_LEVELS:
+        raise ConfigurationError(f"--trace-level: unknown trace level {level!r} (valid: "
+                                 f"{', '.join(TRACE_LEVELS)})")
+    if t.counterfactual_k < 0:
+        raise ConfigurationError(f"--counterfactual-k must be >= 0, got {t.counterfactual_k}")
+    if level == "none":
+        if t.counterfactual_k > 0:
+            log.warning("--counterfactual-k=%d has no effect without --trace-level decisions",
+                        t.counterfactual_k)
+        if t.summarize:
+            log.warning("--summarize-trace has no effect without --trace-level decisions")
+    return TraceConfig(level, t.counterfactual_k, t.summarize)
 
 
 def workload_source(config: RunConfig, registry=None):

@@ -8,6 +8,7 @@ import attrs
 
 from blis_core.cluster import Cluster, TenantBudgets
 from blis_core.config import SimulationConfig
+from blis_core.decisions import DecisionTrace
 from blis_core.gorand import PartitionedRNG
 from blis_core.instance import Instance
 from blis_core.kvcache import KVCache, TieredKVCache
@@ -24,6 +25,12 @@ class SimulationResult:
     cluster: Cluster
     summary: Summary
     instance_summaries: list
+
+    @property
+    def decisions(self) -> list[dict]:
+        """The decision trace's records (empty unless the trace level is "decisions")."""
+        trace = self.cluster.trace
+        return trace.records if trace is not None else []
 
     @property
     def requests(self) -> list:
@@ -83,7 +90,9 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                    sessions=sessions, audit=audit,
                    snapshot_refresh_interval=config.snapshot_refresh_interval,
                    cache_signal_delay=config.cache_signal_delay,
-                   tenant_budgets=_tenant_budgets(config))
+                   tenant_budgets=_tenant_budgets(config),
+                   trace=(DecisionTrace(config.trace.counterfactual_k)
+                          if config.trace.records else None))
 
 
 def _tenant_budgets(config: SimulationConfig):

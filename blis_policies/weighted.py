@@ -138,4 +138,4 @@ class WeightedScoring:
         target = snapshots[pick].id
         for observe in self.observers:
             observe(request, target)
-        return RoutingDecision(target, f"weighted-scoring (score={best:.3f})")
+        return RoutingDecision(target, f"weighted-scoring (score={best:.3f})", scores)
