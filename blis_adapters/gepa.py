@@ -41,6 +41,7 @@ from blis_core.evaluation import FitnessError, parse_fitness_weights
 from blis_core.runconfig import ConfigurationError, RunConfig
 
 DEFAULT_FITNESS_WEIGHTS = {"throughput": 0.5, "p99_ttft": 0.5}
+COUNTERFACTUAL_K = 3          # candidates shown beside each high-regret routing decision
 WHOLE_BUNDLE = "bundle"
 BUNDLE_SECTIONS = tuple(field.name for field in attrs.fields(PolicyBundle))
 ANOMALY_FIELDS = ("priority_inversions", "hol_blocking_events", "rejected_requests",
@@ -300,27 +301,26 @@ def _slo_targets(value) -> dict[str, float]:
 
 
 def _with_decision_trace(config: RunConfig) -> RunConfig:
-    """``config`` recording its routing decisions with counterfactual regret, if blis has a
-    decision trace; unchanged otherwise."""
-    if "trace_level" not in attrs.fields_dict(type(config)):
-        return config
-    return config.replace(trace_level="decisions",
-                          counterfactual_k=max(config.counterfactual_k, 3))
+    """``config`` recording its decisions with the counterfactual regret of each routing
+    decision (docs/decision-trace.md); recording changes no result."""
+    k = max(config.decision_trace.counterfactual_k, COUNTERFACTUAL_K)
+    return config.replace(**{"decision_trace.level": "decisions",
+                             "decision_trace.counterfactual_k": k})
 
 
 def _decision_evidence(result, limit: int) -> dict:
-    decisions = getattr(result, "decisions", None)
-    if not decisions:
+    """The routing regret of the run and its ``limit`` worst routing decisions."""
+    routings = [d for d in result.decisions if d["kind"] == "routing"]
+    if not routings or limit <= 0:
         return {}
-    routings = [d for d in decisions if d.get("kind") == "routing"]
-    if not routings:
-        return {}
-    regrets = [d.get("regret", 0.0) for d in routings]
-    worst = sorted(routings, key=lambda d: (-d.get("regret", 0.0), d["clock"],
-                                            d["request_id"]))[:limit]
+    regrets = [d["regret"] for d in routings]
+    worst = sorted((d for d in routings if d["regret"] > 0),
+                   key=lambda d: (-d["regret"], d["clock"], d["request_id"]))[:limit]
     return {"routing_decisions": len(routings),
             "mean_regret": sum(regrets) / len(regrets), "max_regret": max(regrets),
-            "worst": [d for d in worst if d.get("regret", 0.0) > 0]}
+            "worst": [{"request_id": d["request_id"], "clock": d["clock"],
+                       "chosen": d["chosen"], "reason": d["reason"], "regret": d["regret"],
+                       "candidates": d["candidates"]} for d in worst]}
 
 
 def _routing_counts(requests) -> dict[str, int]:
@@ -394,11 +394,17 @@ def feedback(trajectory: Mapping[str, Any], component: str) -> str:
         lines.append(f"Routing regret (best counterfactual score minus the chosen one) over "
                      f"{decisions['routing_decisions']} decisions: mean "
                      f"{decisions['mean_regret']:.4f}, max {decisions['max_regret']:.4f}.")
-        for d in decisions.get("worst", []):
+        if decisions["worst"]:
+            lines.append("Routing decisions with the most regret (score: the policy's, or minus "
+                         "the load queue + batch + in flight):")
+        for d in decisions["worst"]:
             others = ", ".join(f"{c['instance']} (score {c['score']:.3f}, queue "
-                               f"{c['queue_depth']})" for c in d.get("candidates", []))
+                               f"{c['queue_depth']}, batch {c['batch_size']}, in flight "
+                               f"{c['in_flight_requests']}, KV {c['kv_utilization']:.0%})"
+                               for c in d["candidates"] or [])
             lines.append(f"  {d['request_id']} at {d['clock'] / 1e3:.1f} ms went to "
-                         f"{d['chosen']} with regret {d['regret']:.4f}; best were: {others}.")
+                         f"{d['chosen']} ({d['reason']}), regret {d['regret']:.4f}; the best "
+                         f"were {others}.")
     worst = trajectory.get("worst_requests") or []
     if worst:
         lines.append("Worst requests:")

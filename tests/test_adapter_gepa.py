@@ -117,6 +117,10 @@ def test_the_reflective_dataset_carries_the_evidence(workloads):
     assert "Requests per instance: instance_0 100%" in text
     assert "missed the TTFT target of 40 ms" in text
     assert "Worst requests:" in text
+    assert "Routing regret" in text and "Routing decisions with the most regret" in text
+    decisions = batch.trajectories[0]["decisions"]
+    assert decisions["max_regret"] > 0 and len(decisions["worst"]) == 5
+    assert all(len(d["candidates"]) == 3 for d in decisions["worst"])
     json.dumps(dataset)
 
 
