@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -169,9 +168,9 @@ def dask_cluster(tmp_path):
     port = _free_port()
     address = f"127.0.0.1:{port}"
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    bin_dir = Path(sys.executable).parent
-    dask = [str(bin_dir / "dask")] if (bin_dir / "dask").exists() else [sys.executable, "-m",
-                                                                          "distributed.cli.dask_spawn"]
+    # `python -m dask` is the `dask` command, found even where the script is not beside the
+    # interpreter (a virtual environment over system site-packages).
+    dask = [sys.executable, "-m", "dask"]
     logs = [open(tmp_path / f"dask-{i}.log", "w") for i in range(3)]
     procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], stdout=logs[0], stderr=subprocess.STDOUT,
@@ -192,8 +191,13 @@ def dask_cluster(tmp_path):
                     client.wait_for_workers(2, timeout=max(1.0, deadline - time.monotonic()))
                 break
             except (OSError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
+                exited = [p.args[3] for p in procs if p.poll() is not None]
+                if exited or time.monotonic() > deadline:
+                    for log in logs:
+                        log.flush()
+                    scheduler_log = (tmp_path / "dask-0.log").read_text()[-2000:]
+                    raise RuntimeError(f"dask {exited or 'cluster'} did not come up: "
+                                       f"{scheduler_log}") from None
                 time.sleep(0.5)
         yield address
     finally:
