@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from blis_core.events import ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, MAX_TICK, ROUTING
+from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION, MAX_TICK,
+                              ROUTING)
 from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.slo import is_sheddable
@@ -156,6 +157,7 @@ class Cluster:
         self.shed_by_tier: dict = {}      # rejected requests by SLO class ("" -> "standard")
         self.tenants = tenant_budgets     # a TenantBudgets, or None
         self.trace = trace                # a DecisionTrace, or None: nothing recorded
+        self.pd = None                    # a Disaggregation when P/D pools are configured
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
@@ -187,17 +189,37 @@ class Cluster:
         """Instance callback: a request left; a session may answer with its next round."""
         if self.tenants is not None:
             self.tenants.finished(req.tenant_id)
+        if self.pd is not None and self.pd.request_left(req):
+            return    # a P/D sub-request: its parent's completion answers the session
         if self.sessions is not None:
             follow_up = self.sessions.on_complete(req, tick)
             if follow_up is not None:
                 self._push(follow_up.arrival_time, CLUSTER_ARRIVAL, follow_up)
 
-    def router_state(self, req) -> RouterState:
+    def parent_done(self, request, decode, state: str, tick: int) -> None:
+        """A disaggregated request finished: its session sees the original request, with the
+        decode half's progress, at the parent's completion time."""
+        if self.sessions is None:
+            return
+        request.state = state
+        request.progress = decode.progress
+        follow_up = self.sessions.on_complete(request, tick)
+        if follow_up is not None:
+            self._push(follow_up.arrival_time, CLUSTER_ARRIVAL, follow_up)
+
+    def pool_state(self, req, pool_ids) -> RouterState:
+        """Upstream buildPoolFilteredSnapshots: every instance's snapshot (so every refresh
+        timer moves), then only the pool's, without refreshing the prefix-cache view."""
+        state = self.router_state(None, refresh_cache=False)
+        return RouterState([s for s in state.snapshots if s.id in pool_ids], state.clock,
+                           state.cache_query)
+
+    def router_state(self, req, refresh_cache: bool = True) -> RouterState:
         """Upstream buildRouterState with every field Immediate (``--snapshot-refresh-interval``
         0): live values of the instances serving the request's model."""
         snapshots = []
         clock = self.clock
-        if self.cache_view is not None:
+        if self.cache_view is not None and refresh_cache:
             self.cache_view.refresh(clock)
         for inst in self.instances:
             if req is not None and req.model and self.model and req.model != self.model:
@@ -224,7 +246,7 @@ class Cluster:
             ))
         return RouterState(snapshots, clock, self.cache_query)
 
-    def _router_state_periodic(self, req) -> RouterState:
+    def _router_state_periodic(self, req, refresh_cache: bool = True) -> RouterState:
         """buildRouterState with Periodic field groups (``--snapshot-refresh-interval`` > 0).
 
         Only the instances that pass the model filter are queried, so only their timers move,
@@ -233,7 +255,7 @@ class Cluster:
         snapshots = []
         clock = self.clock
         interval = self.snapshot_refresh_interval
-        if self.cache_view is not None:
+        if self.cache_view is not None and refresh_cache:
             self.cache_view.refresh(clock)
         cached = self._cached
         for inst in self.instances:
@@ -284,6 +306,7 @@ class Cluster:
         heap = self.heap
         horizon = self.horizon
         instances = self.instances
+        pd = self.pd
         while heap:
             time, lane, _prio, _seq, kind, req = heappop(heap)
             if time > horizon:
@@ -296,6 +319,8 @@ class Cluster:
                 instances[lane].handle(time, kind, req)
                 if self.audit:
                     instances[lane].audit()
+                if pd is not None and (pd.prefill_done or pd.decode_done):
+                    pd.after_instance_event(time)
                 continue
             self.clock = time
             if kind == CLUSTER_ARRIVAL:
@@ -308,7 +333,10 @@ class Cluster:
                 if self.trace is not None:
                     self.trace.admission(req.id, time, admitted, reason)
                 if admitted:
-                    self._push(time + self.routing_latency, ROUTING, req)
+                    if pd is not None:
+                        self._push(time, DISAGGREGATION, req)
+                    else:
+                        self._push(time + self.routing_latency, ROUTING, req)
                 else:
                     self.rejected += 1
                     tier = req.slo_class or "standard"
@@ -323,9 +351,13 @@ class Cluster:
                 req.assigned_instance = target.id
                 if self.trace is not None:
                     self.trace.routing(req.id, time, decision, state.snapshots)
+                if pd is not None:
+                    pd.observe_routing(req, target.id)
                 target.in_flight += 1
                 if self.tenants is not None:
                     self.tenants.started(req.tenant_id)
                 target.inject(req, time)
+            else:
+                pd.handle(time, kind, req)
         for inst in instances:
             inst.finalize()

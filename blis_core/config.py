@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 
 from blis_core.decisions import TraceConfig
+from blis_core.disaggregation import PDConfig
 from blis_core.events import MAX_TICK
 from blis_core.instance import BatchConfig
 
@@ -75,3 +76,4 @@ class SimulationConfig:
     tenant_budgets: dict | None = None
     slo_priorities: dict | None = None    # overrides of the SLO priority map
     trace: TraceConfig = TraceConfig()    # the decision trace (off by default)
+    pd: PDConfig | None = None            # prefill/decode pools (None: every instance serves all)

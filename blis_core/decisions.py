@@ -46,12 +46,21 @@ class DecisionTrace:
         self.records.append({"kind": "admission", "request_id": request_id, "clock": clock,
                              "admitted": admitted, "reason": reason})
 
-    def routing(self, request_id: str, clock: int, decision, snapshots) -> None:
+    def record(self, record: dict) -> None:
+        """A record built by its subsystem (P/D: disaggregation, kv_transfer)."""
+        self.records.append(record)
+
+    def routing(self, request_id: str, clock: int, decision, snapshots, kind: str = "routing",
+                parent_id: str | None = None) -> None:
+        """A routing decision; P/D pool routings have ``kind`` prefill_routing or
+        decode_routing and are recorded under the parent's id."""
         scores = decision.scores
         by_instance = None
         if scores is not None:
             by_instance = {s.id: float(v) for s, v in zip(snapshots, scores)}
-        record = {"kind": "routing", "request_id": request_id, "clock": clock,
+        if parent_id is not None:
+            request_id = parent_id
+        record = {"kind": kind, "request_id": request_id, "clock": clock,
                   "chosen": decision.target, "reason": decision.reason, "scores": by_instance,
                   "candidates": None, "regret": 0.0}
         if self.counterfactual_k > 0:

@@ -16,6 +16,12 @@ CLUSTER_LANE = -1
 CLUSTER_ARRIVAL = 0
 ADMISSION = 1
 ROUTING = 2
+# P/D disaggregation (blis_core.disaggregation), in upstream's priority order.
+DISAGGREGATION = 3
+PREFILL_ROUTING = 4
+KV_TRANSFER_START = 5
+KV_TRANSFER_DONE = 6
+DECODE_ROUTING = 7
 
 # Instance events. Upstream also queues Scheduled (3) and RequestLeft (4) events that only move
 # the instance clock; the instance records their times instead of queueing them.
@@ -28,6 +34,11 @@ PRIORITY = {
     CLUSTER_ARRIVAL: 0,
     ADMISSION: 1,
     ROUTING: 2,
+    DISAGGREGATION: 3,
+    PREFILL_ROUTING: 4,
+    KV_TRANSFER_START: 5,
+    KV_TRANSFER_DONE: 6,
+    DECODE_ROUTING: 7,
     ARRIVAL: 0,
     QUEUED: 1,
     STEP: 2,

@@ -94,6 +94,14 @@ def blis_workload_sources() -> list[type]:
 
 
 @hookspec
+def blis_disaggregation_deciders() -> list[type]:
+    """Return P/D disaggregation decider classes (protocol
+    ``blis_core.protocols.DisaggregationDecider``): with prefill and decode pools, each
+    admitted request is split into a prefill and a decode sub-request iff ``decide`` says so.
+    """
+
+
+@hookspec
 def blis_commands() -> list[type]:
     """Return CLI command classes: each has a ``name`` and a ``command()`` returning the
     ``click`` command (or group) that ``blis NAME`` runs.

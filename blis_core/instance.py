@@ -100,6 +100,18 @@ class Instance:
         self.requests[req.id] = req
         self._push(time, 0, ARRIVAL, req)
 
+    def inject_decode(self, req, time: int) -> None:
+        """P/D: a decode sub-request whose KV arrived joins the wait queue at once (no queueing
+        delay, none of the enqueue checks: its prefill passed them)."""
+        self.requests[req.id] = req
+        self.wait.append(req)
+        deadline = req.deadline
+        if 0 < deadline <= self.horizon:
+            self._push(deadline, 5, TIMEOUT, req)
+        if not self.running and not self.step_pending:
+            self._push(max(self.clock, time), 2, STEP, None)
+            self.step_pending = True
+
     def handle(self, time: int, kind: int, req) -> bool:
         """Execute one popped event. Returns False for a lazily cancelled timeout, which upstream
         pops without moving any clock."""
@@ -542,6 +554,31 @@ class Instance:
         decode_count = 0
         while len(running) < max_running and wait and budget > 0:
             nxt = wait[0]
+            if nxt.pd_decode:
+                # Its prompt's KV came from the prefill pool: decode one token at once. (After
+                # a preemption upstream takes this path too, and recomputes one prompt token.)
+                progress = nxt.progress
+                if not kv.allocate(nxt, progress, progress + 1, None):
+                    break
+                wait.popleft()
+                running.append(nxt)
+                nxt.scheduled_step = self.step_count
+                self.admissions += 1
+                nxt.batch_seq = self.admissions
+                nxt.scheduling_delay = now - nxt.arrival_time
+                budget -= 1
+                nxt.state = RUNNING
+                nxt.num_new_tokens = 1
+                nxt.computed = progress + 1
+                if progress < nxt.num_input:
+                    prefill_tokens += 1
+                    if prefill is not None:
+                        prefill.append((progress, 1))
+                elif nxt.num_output > 0:
+                    decode_count += 1
+                    if decode is not None:
+                        decode.append(progress)
+                continue
             cached = kv.cached_blocks(nxt)
             start = len(cached) * bs
             n = self._chunk(nxt.num_input - start, start, budget)
@@ -630,6 +667,8 @@ class Instance:
         if decoded > 0:
             counters.total_output_tokens += decoded
         itl = req.itl
+        if req.pd_decode:
+            req.first_itl = itl[0] if itl else None
         self.itl_counts.update(itl)
         itl_sum = sum(itl)
         latency = req.first_token_time + itl_sum

@@ -7,6 +7,7 @@ milliseconds from integer microsecond ticks.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from typing import Iterable
@@ -195,7 +196,10 @@ def instance_summary(inst) -> Summary:
                    inst.kv.cache_hit_rate(), inst.kv.thrashing_rate())
 
 
-def cluster_summary(instances) -> Summary:
+def cluster_summary(instances, pd=None) -> Summary:
+    """The cluster's block. With P/D pools (``pd``, a Disaggregation), each disaggregated
+    request counts once, with its latencies projected from its two halves, and the counters are
+    corrected as upstream corrects them at the end of a run."""
     counters = {name: sum(getattr(i.counters, name) for i in instances) for name in COUNTER_FIELDS}
     counters["sim_ended_time"] = max((i.counters.sim_ended_time for i in instances), default=0)
     itl = Counter()
@@ -203,10 +207,31 @@ def cluster_summary(instances) -> Summary:
     for inst in instances:
         itl.update(inst.itl_counts)
         requests.update(inst.requests)
+    if pd is not None:
+        _project_parents(pd, counters, requests)
     n = len(instances)
     hit = sum(i.kv.cache_hit_rate() for i in instances) / n if n else 0.0
     thrash = sum(i.kv.thrashing_rate() for i in instances) / n if n else 0.0
     return Summary("cluster", requests.values(), counters, itl, hit, thrash)
+
+
+def _project_parents(pd, counters: dict, requests: dict) -> None:
+    from blis_core.disaggregation import ParentView, completed_parents
+
+    for parent in pd.parents.values():
+        requests.pop(parent.prefill.id, None)
+        if parent.decode is not None:
+            requests.pop(parent.decode.id, None)
+    for parent in completed_parents(pd):
+        requests[parent.request.id] = ParentView(parent)
+    counters["completed"] -= pd.prefill_completed
+    counters["dropped_unservable"] += pd.dropped_at_decode_kv
+    in_transfer = pd.in_transfer()
+    if in_transfer > 0:
+        counters["still_running"] += in_transfer
+    elif in_transfer < 0:
+        logging.getLogger("blis").warning("PD conservation: %d more sub-requests finished than "
+                                          "started their transfer", -in_transfer)
 
 
 # -- JSON in Go's encoding ------------------------------------------------------------------------

@@ -485,6 +485,9 @@ def _kv_bytes_per_token(mc: ModelConfig, tp: int) -> float:
     return per_token / float(tp)
 
 
+kv_bytes_per_token = _kv_bytes_per_token   # the public name, for P/D transfer sizing
+
+
 def kv_capacity_params_error(mc: ModelConfig) -> str | None:
     """Why the weight estimate cannot be trusted (MoE hints without an expert count), or None."""
     if not mc.is_moe:

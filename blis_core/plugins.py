@@ -29,6 +29,7 @@ KINDS = {
     "blis_arrival_processes": "arrival",
     "blis_length_distributions": "length",
     "blis_workload_sources": "source",
+    "blis_disaggregation_deciders": "disaggregation",
     "blis_commands": "command",
 }
 
@@ -42,6 +43,7 @@ _WHAT = {
     "arrival": "arrival process",
     "length": "length distribution",
     "source": "workload source",
+    "disaggregation": "PD decider",
     "command": "command",
 }
 

@@ -121,6 +121,21 @@ class Scheduler(Protocol):
 
 
 @runtime_checkable
+class DisaggregationDecider(Protocol):
+    """Decides, for an admitted request, whether prefill and decode run on separate pools.
+
+    ``decide(request)`` returns True to split the request. A decider that learns from routing
+    also has ``observe(request, instance_id)``, called after every standard and prefill
+    routing decision. The constructor may take ``threshold`` (``--pd-prefix-threshold``) and
+    ``block_size``.
+    """
+
+    name: ClassVar[str]
+
+    def decide(self, request) -> bool: ...
+
+
+@runtime_checkable
 class WorkloadGenerator(Protocol):
     """Turns the CLI workload options into a workload specification (``--workload NAME``)."""
 

@@ -9,6 +9,7 @@ aligned table for a terminal.
 from __future__ import annotations
 
 from blis_core.decisions import TraceSummary
+from blis_core.disaggregation import ParentView, pd_metrics
 from blis_core.evaluation import AnomalyCounters, EvaluationResult, FitnessResult, RawMetrics
 from blis_core.metrics import go_json, percentile
 
@@ -107,7 +108,20 @@ def _sections(evaluation: EvaluationResult) -> list[str]:
             + per_slo_section(evaluation.metrics)
             + per_model_section(evaluation.simulation.summary)
             + per_tenant_section(evaluation.metrics)
+            + pd_section(evaluation)
             + trace_section(evaluation))
+
+
+def pd_section(evaluation: EvaluationResult) -> list[str]:
+    """``=== PD Metrics ===``, when some request was disaggregated."""
+    simulation = evaluation.simulation
+    pd = simulation.cluster.pd
+    if pd is None:
+        return []
+    summary = simulation.summary
+    views = [r for r in summary.requests if isinstance(r, ParentView)]
+    metrics = pd_metrics(pd, simulation.instances, summary.counters["sim_ended_time"], views)
+    return [] if metrics is None else metrics.lines()
 
 
 def trace_section(evaluation: EvaluationResult) -> list[str]:

@@ -32,6 +32,9 @@ class Request:
         "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
         "itl_mean", "preemptions", "batch_seq", "mirrored",
         "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
+        # P/D: a decode sub-request arrives with its prompt's KV; its first ITL entry is kept
+        # for the parent's projected TTFT
+        "pd_decode", "first_itl",
     )
 
     def __init__(
@@ -105,6 +108,8 @@ class Request:
         self.cruise_progress = 0
         self.tail_step = 0              # the last block held tail_fill tokens after this step
         self.tail_fill = 0
+        self.pd_decode = False
+        self.first_itl = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "

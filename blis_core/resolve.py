@@ -270,6 +270,12 @@ class _Resolver:
         return self.auto_kv_blocks(mc, hw, tp, current)
 
 
+def resolve_model_config(options: LatencyOptions) -> ModelConfig:
+    """The model architecture alone (P/D sizes KV transfers from it whatever the backend)."""
+    resolver = _Resolver(options)
+    return resolver.model_config(resolver.catalog())
+
+
 def resolve_latency(options: LatencyOptions) -> ResolvedLatency:
     """Resolve the latency flags (upstream's resolveLatencyConfig); raises :class:`ResolveError`."""
     return _Resolver(options).resolve()

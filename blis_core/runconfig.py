@@ -131,6 +131,30 @@ class DecisionTraceSection:
     summarize: bool = False                # print === Trace Summary ===
 
 
+@attrs.frozen
+class DisaggregationSection:
+    """Prefill/decode pools (upstream ``--prefill-instances`` and the ``--pd-*`` flags);
+    blis_core.disaggregation. ``instance_0..P-1`` prefill, the next D decode."""
+
+    prefill_instances: int = 0
+    decode_instances: int = 0
+    decider: str = "never"                 # a disaggregation decider plugin
+    prefix_threshold: int = 512            # prefix-threshold: uncached prompt tokens to split
+    transfer_bandwidth: float = 25.0       # GB/s
+    transfer_base_latency: float = 0.05    # ms
+    transfer_contention: bool = False      # concurrent transfers share the bandwidth
+    prefill_routing_scorers: str = ""      # name:weight,...: a weighted router for the pool
+    decode_routing_scorers: str = ""
+    prefill_tp: int = 0                    # per-pool overrides (0 / "": the model's)
+    decode_tp: int = 0
+    prefill_hardware: str = ""
+    decode_hardware: str = ""
+    prefill_latency_model: str = ""
+    decode_latency_model: str = ""
+    prefill_max_model_len: int = 0
+    decode_max_model_len: int = 0
+
+
 DEFAULT_SEED = 42
 
 
@@ -151,6 +175,7 @@ class RunConfig:
     seed: int | None = None                # None: 42, and a spec keeps its own seed
     fitness_weights: Mapping[str, float] = attrs.field(factory=dict)
     decision_trace: DecisionTraceSection = DecisionTraceSection()
+    disaggregation: DisaggregationSection = DisaggregationSection()
 
     @property
     def engine_seed(self) -> int:

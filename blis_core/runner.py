@@ -9,6 +9,8 @@ blis_core never imports a workload package.
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import math
 import time
@@ -17,12 +19,15 @@ import attrs
 
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.decisions import TRACE_LEVELS, TraceConfig
+from blis_core.disaggregation import PDConfig
+from blis_core.modelconfig import kv_bytes_per_token
+from blis_core.resolve import ResolveError
 from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
                                   evaluate_result, parse_fitness_weights)
 from blis_core.instance import BatchConfig
 from blis_core.plugins import PluginError, get_registry
 from blis_core.protocols import RunWorkload
-from blis_core.runconfig import ConfigurationError, RunConfig
+from blis_core.runconfig import ConfigurationError, DisaggregationSection, RunConfig
 from blis_core.simulation import simulate
 
 log = logging.getLogger("blis")
@@ -51,11 +56,11 @@ def _policy_names(config: RunConfig) -> dict[str, str]:
     return {kind: name or POLICY_DEFAULTS[kind] for kind, name in chosen.items()}
 
 
-def _resolve(config: RunConfig):
-    from blis_core.resolve import LatencyOptions, ResolveError, resolve_latency
+def _latency_options(config: RunConfig):
+    from blis_core.resolve import LatencyOptions
 
     m, e = config.model, config.engine
-    options = LatencyOptions(
+    return LatencyOptions(
         model=m.name.lower(),
         latency_model=m.latency_model or "roofline",
         latency_model_given=m.latency_model is not None,
@@ -74,6 +79,12 @@ def _resolve(config: RunConfig):
         defaults_filepath=m.defaults_filepath or "defaults.yaml",
         defaults_filepath_given=m.defaults_filepath is not None,
     )
+
+
+def _resolve(config: RunConfig):
+    from blis_core.resolve import ResolveError, resolve_latency
+
+    options = _latency_options(config)
     try:
         resolved = resolve_latency(options)
     except ResolveError as exc:
@@ -192,6 +203,7 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
     if e.kv_cpu_blocks > 0 and e.kv_offload_threshold != 0:
         log.warning("--kv-offload-threshold is deprecated and ignored")
     trace = _trace_config(config)
+    pd = _pd_config(config, resolved, registry)
     block_size = e.block_size_in_tokens
     mml = resolved.max_model_len
     if mml > 0 and -(-mml // block_size) > resolved.total_kv_blocks:
@@ -230,7 +242,99 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
         slo_priorities=(dict(b.admission.slo_priorities)
                         if b.admission.slo_priorities is not None else None),
         trace=trace,
+        pd=pd,
     )
+
+
+_POOL_OVERRIDES = ("prefill_tp", "decode_tp", "prefill_hardware", "decode_hardware",
+                   "prefill_latency_model", "decode_latency_model", "prefill_max_model_len",
+                   "decode_max_model_len")
+
+
+def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
+    """Check the P/D flags (upstream's messages) and build the pools' configuration."""
+    d = config.disaggregation
+    p_count, d_count = d.prefill_instances, d.decode_instances
+    for flag, value in (("--prefill-instances", p_count), ("--decode-instances", d_count)):
+        if value < 0:
+            raise ConfigurationError(f"{flag} must be >= 0, got {value}")
+    if not math.isfinite(d.transfer_bandwidth) or d.transfer_bandwidth <= 0:
+        raise ConfigurationError("--pd-transfer-bandwidth must be a finite positive number, got "
+                                 f"{_go_float_v(d.transfer_bandwidth)}")
+    if not math.isfinite(d.transfer_base_latency) or d.transfer_base_latency < 0:
+        raise ConfigurationError("--pd-transfer-base-latency must be a finite non-negative "
+                                 f"number, got {_go_float_v(d.transfer_base_latency)}")
+    if p_count == 0 and d_count == 0:
+        if d.transfer_contention:
+            raise ConfigurationError("--pd-transfer-contention requires PD disaggregation "
+                                     "(--prefill-instances and --decode-instances must be set)")
+        if d.decider not in ("", "never"):
+            log.warning("--pd-decider=%s has no effect because --prefill-instances=0 "
+                        "(disaggregation is disabled); set --prefill-instances and "
+                        "--decode-instances to enable", json.dumps(d.decider))
+        return None
+    if p_count == 0 or d_count == 0:
+        raise ConfigurationError("Invalid PD pool topology: both --prefill-instances and "
+                                 "--decode-instances must be set when PD disaggregation is "
+                                 f"enabled (got prefill={p_count}, decode={d_count})")
+    n = config.cluster.num_instances
+    if p_count + d_count > n:
+        raise ConfigurationError(f"Invalid PD pool topology: prefill-instances ({p_count}) + "
+                                 f"decode-instances ({d_count}) = {p_count + d_count} exceeds "
+                                 f"num-instances ({n})")
+    unsupported = [name for name in _POOL_OVERRIDES
+                   if getattr(d, name) != getattr(DisaggregationSection(), name)]
+    if unsupported:
+        flag = "--" + unsupported[0].replace("_", "-")
+        raise ConfigurationError(f"{flag}: per-pool overrides are not supported yet; the pools "
+                                 "use the model's TP, GPU, latency model and max-model-len")
+    decider = d.decider or "never"
+    try:
+        decider_cls = registry.get("disaggregation", decider)
+    except PluginError as exc:
+        raise ConfigurationError(f"--pd-decider: {exc}") from None
+    if "threshold" in inspect.signature(decider_cls).parameters:
+        if d.prefix_threshold < 0:
+            raise ConfigurationError(f"--pd-prefix-threshold must be >= 0, got "
+                                     f"{d.prefix_threshold}")
+    elif d.prefix_threshold != 512:
+        log.warning("--pd-prefix-threshold=%d is ignored when --pd-decider=%s (only applies to "
+                    "the prefix-threshold decider)", d.prefix_threshold, json.dumps(decider))
+    mc = resolved.model_config
+    try:
+        if mc is None:
+            from blis_core.resolve import resolve_model_config
+
+            mc = resolve_model_config(_latency_options(config))
+        per_token = kv_bytes_per_token(mc, resolved.tp if resolved.tp > 0 else 1)
+    except (ValueError, ResolveError) as exc:
+        raise ConfigurationError("PD disaggregation requires model architecture for KV "
+                                 f"transfer sizing: {exc}") from None
+    routers = []
+    for flag, text in (("--prefill-routing-scorers", d.prefill_routing_scorers),
+                       ("--decode-routing-scorers", d.decode_routing_scorers)):
+        if not text:
+            routers.append(())
+            continue
+        try:
+            registry.get("routing", "weighted")(scorers=text)
+        except ValueError as exc:
+            raise ConfigurationError(f"{flag}: {exc}") from None
+        entries = [(item.partition(":")[0].strip(), float(item.partition(":")[2]))
+                   for item in text.split(",")]
+        routers.append(("weighted", {"scorers": entries}))
+    return PDConfig(p_count, d_count, decider, d.prefix_threshold, d.transfer_bandwidth,
+                    d.transfer_base_latency, d.transfer_contention, per_token,
+                    routers[0], routers[1])
+
+
+def _go_float_v(x: float) -> str:
+    """Go's %f, which spells infinities +Inf and -Inf."""
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    if math.isnan(x):
+        return "NaN"
+    return f"{x:f}"
 
 
 def _trace_config(config: RunConfig) -> TraceConfig:

@@ -9,6 +9,7 @@ import attrs
 from blis_core.cluster import Cluster, TenantBudgets
 from blis_core.config import SimulationConfig
 from blis_core.decisions import DecisionTrace
+from blis_core.disaggregation import Disaggregation
 from blis_core.gorand import PartitionedRNG
 from blis_core.instance import Instance
 from blis_core.kvcache import KVCache, TieredKVCache
@@ -84,7 +85,7 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                           config.horizon, priority_policy=_instance_policy(priority_cls),
                           scheduler=_instance_policy(scheduler_cls), cruise=not reference)
                  for i in range(config.num_instances)]
-    return Cluster(instances, admission, routing, horizon=config.horizon,
+    cluster = Cluster(instances, admission, routing, horizon=config.horizon,
                    admission_latency=config.admission_latency,
                    routing_latency=config.routing_latency, model=config.model,
                    sessions=sessions, audit=audit,
@@ -93,6 +94,28 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                    tenant_budgets=_tenant_budgets(config),
                    trace=(DecisionTrace(config.trace.counterfactual_k)
                           if config.trace.records else None))
+    if config.pd is not None:
+        cluster.pd = _disaggregation(cluster, config, registry)
+    return cluster
+
+
+def _disaggregation(cluster: Cluster, config: SimulationConfig, registry) -> Disaggregation:
+    pd = config.pd
+    block_size = config.kv.block_size
+    decider = _construct(registry.get("disaggregation", pd.decider), {},
+                         threshold=pd.threshold, block_size=block_size)
+
+    def pool_router(spec, subsystem: str):
+        if not spec:
+            return None
+        name, params = spec
+        return _construct(registry.get("routing", name), params,
+                          rng=PartitionedRNG(config.seed).for_subsystem(subsystem),
+                          block_size=block_size)
+
+    return Disaggregation(cluster, pd, decider, pool_router(pd.prefill_routing, "prefill-router"),
+                          pool_router(pd.decode_routing, "decode-router"), block_size,
+                          config.latency.post_decode_fixed_overhead())
 
 
 def _tenant_budgets(config: SimulationConfig):
@@ -112,5 +135,5 @@ def simulate(config: SimulationConfig, requests, sessions=None, *, registry=None
     cluster = build_cluster(config, sessions, registry, audit, reference)
     cluster.run(requests)
     instances = cluster.instances
-    return SimulationResult(config, instances, cluster, cluster_summary(instances),
+    return SimulationResult(config, instances, cluster, cluster_summary(instances, cluster.pd),
                             [instance_summary(inst) for inst in instances])

@@ -23,6 +23,14 @@ def blis_schedulers():
 
 
 @hookimpl
+def blis_disaggregation_deciders():
+    from blis_policies.disaggregation import (AlwaysDisaggregate, NeverDisaggregate,
+                                              PrefixThreshold)
+
+    return [NeverDisaggregate, AlwaysDisaggregate, PrefixThreshold]
+
+
+@hookimpl
 def blis_routing_policies():
     from blis_policies.weighted import WeightedScoring
 

@@ -2,6 +2,7 @@
 
 from blis_core import hookimpl
 from blis_example_policies.arrivals import OnOffArrival
+from blis_example_policies.deciders import LongPrompt
 from blis_example_policies.policies import Lifo, ShortestQueue
 
 
@@ -18,3 +19,8 @@ def blis_schedulers():
 @hookimpl
 def blis_arrival_processes():
     return [OnOffArrival]
+
+
+@hookimpl
+def blis_disaggregation_deciders():
+    return [LongPrompt]
