@@ -196,6 +196,16 @@ class Cluster:
             if follow_up is not None:
                 self._push(follow_up.arrival_time, CLUSTER_ARRIVAL, follow_up)
 
+    def deliver(self, req, target, time: int, decode_with_kv: bool = False) -> None:
+        """A routed request goes to its instance (a P/D decode sub-request with its KV)."""
+        target.in_flight += 1
+        if self.tenants is not None:
+            self.tenants.started(req.tenant_id)
+        if decode_with_kv:
+            target.inject_decode(req, time)
+        else:
+            target.inject(req, time)
+
     def parent_done(self, request, decode, state: str, tick: int) -> None:
         """A disaggregated request finished: its session sees the original request, with the
         decode half's progress, at the parent's completion time."""
@@ -353,10 +363,7 @@ class Cluster:
                     self.trace.routing(req.id, time, decision, state.snapshots)
                 if pd is not None:
                     pd.observe_routing(req, target.id)
-                target.in_flight += 1
-                if self.tenants is not None:
-                    self.tenants.started(req.tenant_id)
-                target.inject(req, time)
+                self.deliver(req, target, time)
             else:
                 pd.handle(time, kind, req)
         for inst in instances:

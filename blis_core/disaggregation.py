@@ -27,6 +27,15 @@ _EMPTY_TOKENS = None   # set lazily: an empty int32 array for prefill sub-reques
 
 
 @attrs.frozen
+class PoolEngine:
+    """A pool's own engine, from its per-pool overrides (``--prefill-tp`` and the like)."""
+
+    latency: object
+    total_kv_blocks: int
+    max_model_len: int
+
+
+@attrs.frozen
 class PDConfig:
     """The pools and the KV link (``--prefill-instances`` and the ``--pd-*`` flags)."""
 
@@ -40,6 +49,8 @@ class PDConfig:
     kv_bytes_per_token: float = 0.0
     prefill_routing: tuple = ()          # (name, params) of a pool's own router; () = the main one
     decode_routing: tuple = ()
+    prefill_engine: PoolEngine | None = None   # None: the pool runs the model's engine
+    decode_engine: PoolEngine | None = None
 
 
 class Parent:
@@ -141,10 +152,7 @@ class Disaggregation:
             cluster.trace.routing(sub.id, time, decision, state.snapshots, kind="prefill_routing",
                                   parent_id=parent.request.id)
         self.pending_prefill[sub.id] = parent
-        target.in_flight += 1
-        if cluster.tenants is not None:
-            cluster.tenants.started(sub.tenant_id)
-        target.inject(sub, time)
+        cluster.deliver(sub, target, time)
         if self.observe is not None:
             self.observe(sub, target.id)
 
@@ -216,11 +224,8 @@ class Disaggregation:
                           "decode_instance": target.id})
             trace.routing(sub.id, time, decision, state.snapshots, kind="decode_routing",
                           parent_id=parent.request.id)
-        target.in_flight += 1
-        if cluster.tenants is not None:
-            cluster.tenants.started(sub.tenant_id)
         self.pending_decode[sub.id] = parent
-        target.inject_decode(sub, time)
+        cluster.deliver(sub, target, time, decode_with_kv=True)
 
     # -- instance events --------------------------------------------------------------------------
     def request_left(self, req) -> bool:

@@ -555,34 +555,17 @@ class Instance:
         while len(running) < max_running and wait and budget > 0:
             nxt = wait[0]
             if nxt.pd_decode:
-                # Its prompt's KV came from the prefill pool: decode one token at once. (After
-                # a preemption upstream takes this path too, and recomputes one prompt token.)
-                progress = nxt.progress
-                if not kv.allocate(nxt, progress, progress + 1, None):
-                    break
-                wait.popleft()
-                running.append(nxt)
-                nxt.scheduled_step = self.step_count
-                self.admissions += 1
-                nxt.batch_seq = self.admissions
-                nxt.scheduling_delay = now - nxt.arrival_time
-                budget -= 1
-                nxt.state = RUNNING
-                nxt.num_new_tokens = 1
-                nxt.computed = progress + 1
-                if progress < nxt.num_input:
-                    prefill_tokens += 1
-                    if prefill is not None:
-                        prefill.append((progress, 1))
-                elif nxt.num_output > 0:
-                    decode_count += 1
-                    if decode is not None:
-                        decode.append(progress)
-                continue
-            cached = kv.cached_blocks(nxt)
-            start = len(cached) * bs
-            n = self._chunk(nxt.num_input - start, start, budget)
-            if not kv.allocate(nxt, start, start + n, cached):
+                # Its prompt's KV came from the prefill pool: one token at once, no prefix
+                # lookup. (After a preemption upstream takes this path too, and recomputes one
+                # prompt token.)
+                start, n = nxt.progress, 1
+                allocated = kv.allocate(nxt, start, start + 1, None)
+            else:
+                cached = kv.cached_blocks(nxt)
+                start = len(cached) * bs
+                n = self._chunk(nxt.num_input - start, start, budget)
+                allocated = kv.allocate(nxt, start, start + n, cached)
+            if not allocated:
                 break
             wait.popleft()
             running.append(nxt)

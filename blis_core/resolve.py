@@ -276,6 +276,12 @@ def resolve_model_config(options: LatencyOptions) -> ModelConfig:
     return resolver.model_config(resolver.catalog())
 
 
+def resolve_hardware(options: LatencyOptions, gpu: str) -> HardwareConfig:
+    """One GPU's specification, from ``--hardware-config`` or the catalog."""
+    resolver = _Resolver(options)
+    return resolver.hardware(resolver.catalog(), gpu)
+
+
 def resolve_latency(options: LatencyOptions) -> ResolvedLatency:
     """Resolve the latency flags (upstream's resolveLatencyConfig); raises :class:`ResolveError`."""
     return _Resolver(options).resolve()

@@ -19,7 +19,7 @@ import attrs
 
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.decisions import TRACE_LEVELS, TraceConfig
-from blis_core.disaggregation import PDConfig
+from blis_core.disaggregation import PDConfig, PoolEngine
 from blis_core.modelconfig import kv_bytes_per_token
 from blis_core.resolve import ResolveError
 from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
@@ -27,7 +27,7 @@ from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitnes
 from blis_core.instance import BatchConfig
 from blis_core.plugins import PluginError, get_registry
 from blis_core.protocols import RunWorkload
-from blis_core.runconfig import ConfigurationError, DisaggregationSection, RunConfig
+from blis_core.runconfig import ConfigurationError, RunConfig
 from blis_core.simulation import simulate
 
 log = logging.getLogger("blis")
@@ -246,11 +246,6 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
     )
 
 
-_POOL_OVERRIDES = ("prefill_tp", "decode_tp", "prefill_hardware", "decode_hardware",
-                   "prefill_latency_model", "decode_latency_model", "prefill_max_model_len",
-                   "decode_max_model_len")
-
-
 def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
     """Check the P/D flags (upstream's messages) and build the pools' configuration."""
     d = config.disaggregation
@@ -282,12 +277,11 @@ def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
         raise ConfigurationError(f"Invalid PD pool topology: prefill-instances ({p_count}) + "
                                  f"decode-instances ({d_count}) = {p_count + d_count} exceeds "
                                  f"num-instances ({n})")
-    unsupported = [name for name in _POOL_OVERRIDES
-                   if getattr(d, name) != getattr(DisaggregationSection(), name)]
-    if unsupported:
-        flag = "--" + unsupported[0].replace("_", "-")
-        raise ConfigurationError(f"{flag}: per-pool overrides are not supported yet; the pools "
-                                 "use the model's TP, GPU, latency model and max-model-len")
+    for name in ("prefill_tp", "decode_tp", "prefill_max_model_len", "decode_max_model_len"):
+        if getattr(d, name) < 0:
+            raise ConfigurationError(f"--{name.replace('_', '-')} must be >= 0, got "
+                                     f"{getattr(d, name)}")
+    engines = [_pool_engine(config, resolved, role) for role in ("prefill", "decode")]
     decider = d.decider or "never"
     try:
         decider_cls = registry.get("disaggregation", decider)
@@ -306,7 +300,8 @@ def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
             from blis_core.resolve import resolve_model_config
 
             mc = resolve_model_config(_latency_options(config))
-        per_token = kv_bytes_per_token(mc, resolved.tp if resolved.tp > 0 else 1)
+        prefill_tp = d.prefill_tp or resolved.tp
+        per_token = kv_bytes_per_token(mc, prefill_tp if prefill_tp > 0 else 1)
     except (ValueError, ResolveError) as exc:
         raise ConfigurationError("PD disaggregation requires model architecture for KV "
                                  f"transfer sizing: {exc}") from None
@@ -325,7 +320,60 @@ def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
         routers.append(("weighted", {"scorers": entries}))
     return PDConfig(p_count, d_count, decider, d.prefix_threshold, d.transfer_bandwidth,
                     d.transfer_base_latency, d.transfer_contention, per_token,
-                    routers[0], routers[1])
+                    routers[0], routers[1], engines[0], engines[1])
+
+
+def _pool_engine(config: RunConfig, resolved, role: str) -> PoolEngine | None:
+    """A pool's own step-time model, KV cache size and MaxModelLen when its flags override the
+    model's TP, GPU, latency model or MaxModelLen; None when they do not.
+
+    As upstream at 4e179804: the pool's step time uses its TP and latency model but the run's
+    GPU; an analytical pool whose TP or GPU differs gets its KV blocks recomputed for them
+    (even over --total-kv-blocks); its MaxModelLen is capped at its KV capacity.
+    """
+    from blis_core.latency import LatencyConfigError, build_latency_model
+    from blis_core.modelconfig import calculate_kv_blocks
+
+    d = config.disaggregation
+    tp = getattr(d, f"{role}_tp") or resolved.tp
+    gpu = getattr(d, f"{role}_hardware") or resolved.hardware
+    backend = getattr(d, f"{role}_latency_model") or resolved.backend
+    max_model_len = getattr(d, f"{role}_max_model_len")
+    if (tp, gpu, backend) == (resolved.tp, resolved.hardware, resolved.backend) \
+            and not max_model_len:
+        return None
+    if backend == "blackbox" and resolved.backend != "blackbox":
+        # Upstream builds such a pool from the coefficient flags as given (zeros by default),
+        # without looking the coefficients up.
+        m = config.model
+        try:
+            latency = build_latency_model("blackbox", list(m.alpha_coeffs or (0.0, 0.0, 0.0)),
+                                          list(m.beta_coeffs or (0.0, 0.0, 0.0)))
+        except LatencyConfigError as exc:
+            raise ConfigurationError(f"{role} pool: {exc}") from None
+        return PoolEngine(latency, resolved.total_kv_blocks,
+                          max_model_len or resolved.max_model_len)
+    pool = config.replace(**{"model.tp": tp, "model.hardware": resolved.hardware,
+                             "model.latency_model": backend})
+    if max_model_len:
+        pool = pool.replace(**{"engine.max_model_len": max_model_len})
+    try:
+        pool_resolved = _resolve(pool)
+        blocks = pool_resolved.total_kv_blocks
+        if backend != "blackbox" and (tp, gpu) != (resolved.tp, resolved.hardware):
+            from blis_core.resolve import resolve_hardware
+
+            hardware = resolve_hardware(_latency_options(pool), gpu)
+            blocks = calculate_kv_blocks(pool_resolved.model_config, hardware, tp,
+                                         config.engine.block_size_in_tokens,
+                                         config.model.gpu_memory_utilization)
+            pool_resolved = _resolve(pool.replace(**{"engine.total_kv_blocks": blocks}))
+        latency = build_latency_model(pool_resolved.backend, list(pool_resolved.alpha),
+                                      list(pool_resolved.beta), pool_resolved.model_config,
+                                      pool_resolved.hardware_config, pool_resolved.tp)
+    except (ConfigurationError, LatencyConfigError, ResolveError, ValueError) as exc:
+        raise ConfigurationError(f"{role} pool: {exc}") from None
+    return PoolEngine(latency, blocks, pool_resolved.max_model_len)
 
 
 def _go_float_v(x: float) -> str:

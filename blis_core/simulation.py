@@ -81,10 +81,13 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
     priority_cls = registry.get("priority", policies.priority or "constant")
     scheduler_cls = registry.get("scheduler", policies.scheduler or "fcfs")
     heap: list = []
-    instances = [Instance(i, config.batch, config.latency, _make_kv(config, reference), heap,
-                          config.horizon, priority_policy=_instance_policy(priority_cls),
-                          scheduler=_instance_policy(scheduler_cls), cruise=not reference)
-                 for i in range(config.num_instances)]
+    instances = []
+    for i in range(config.num_instances):
+        inst_config = _pool_config(config, i)
+        instances.append(Instance(i, inst_config.batch, inst_config.latency,
+                                  _make_kv(inst_config, reference), heap, config.horizon,
+                                  priority_policy=_instance_policy(priority_cls),
+                                  scheduler=_instance_policy(scheduler_cls), cruise=not reference))
     cluster = Cluster(instances, admission, routing, horizon=config.horizon,
                    admission_latency=config.admission_latency,
                    routing_latency=config.routing_latency, model=config.model,
@@ -97,6 +100,25 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
     if config.pd is not None:
         cluster.pd = _disaggregation(cluster, config, registry)
     return cluster
+
+
+def _pool_config(config: SimulationConfig, index: int) -> SimulationConfig:
+    """The configuration instance ``index`` runs: its P/D pool's engine when the pool has its
+    own (per-pool overrides), else the run's."""
+    pd = config.pd
+    if pd is None:
+        return config
+    if index < pd.prefill_instances:
+        engine = pd.prefill_engine
+    elif index < pd.prefill_instances + pd.decode_instances:
+        engine = pd.decode_engine
+    else:
+        return config
+    if engine is None:
+        return config
+    return attrs.evolve(config, latency=engine.latency,
+                        batch=attrs.evolve(config.batch, max_model_len=engine.max_model_len),
+                        kv=attrs.evolve(config.kv, total_blocks=engine.total_kv_blocks))
 
 
 def _disaggregation(cluster: Cluster, config: SimulationConfig, registry) -> Disaggregation:
@@ -115,7 +137,8 @@ def _disaggregation(cluster: Cluster, config: SimulationConfig, registry) -> Dis
 
     return Disaggregation(cluster, pd, decider, pool_router(pd.prefill_routing, "prefill-router"),
                           pool_router(pd.decode_routing, "decode-router"), block_size,
-                          config.latency.post_decode_fixed_overhead())
+                          (pd.decode_engine.latency if pd.decode_engine else config.latency)
+                          .post_decode_fixed_overhead())
 
 
 def _tenant_budgets(config: SimulationConfig):

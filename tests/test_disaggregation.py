@@ -126,7 +126,10 @@ def _blis(*args):
     (["--num-instances", "4", "--pd-transfer-contention"],
      "--pd-transfer-contention requires PD disaggregation"),
     (["--num-instances", "4", "--prefill-instances", "2", "--decode-instances", "2",
-      "--prefill-tp", "2"], "--prefill-tp: per-pool overrides are not supported yet"),
+      "--prefill-tp", "-2"], "--prefill-tp must be >= 0, got -2"),
+    (["--num-instances", "4", "--prefill-instances", "2", "--decode-instances", "2",
+      "--decode-latency-model", "roofline"],
+     "decode pool: --alpha-coeffs/--beta-coeffs cannot be used with --latency-model roofline"),
 ])
 def test_bad_pd_input_is_one_line(args, message):
     done = _blis(*args)
@@ -140,3 +143,25 @@ def test_a_decider_without_pools_warns():
     assert done.returncode == 0
     assert "--pd-decider=\"always\" has no effect because --prefill-instances=0" in done.stderr
     assert "PD Metrics" not in done.stdout
+
+
+def test_per_pool_overrides_give_a_pool_its_own_engine():
+    """On roofline, a pool with its own TP gets its own step times and KV cache; the transfer
+    is sized by the prefill pool's TP (half the TP, twice the bytes per GPU)."""
+    base = ("--num-instances 4 --prefill-instances 2 --decode-instances 2 --pd-decider always "
+            "--rate 20 --num-requests 40")
+    roofline = "--model qwen/qwen2.5-7b-instruct --hardware H100 --tp 4"
+
+    def go(extra):
+        return blis_core.evaluate(blis_core.RunConfig.from_args(f"{roofline} {base} {extra}"))
+
+    plain, split = go(""), go("--prefill-tp 2 --decode-max-model-len 3000")
+    p_plain, p_split = plain.simulation.instances[0], split.simulation.instances[0]
+    d_split = split.simulation.instances[2]
+    assert p_split.latency is not p_plain.latency
+    assert p_split.kv.total_blocks != p_plain.kv.total_blocks
+    assert d_split.batch_config.max_model_len == 3000
+    assert split.simulation.instances[3].latency is d_split.latency
+    ratio = (split.simulation.config.pd.kv_bytes_per_token
+             / plain.simulation.config.pd.kv_bytes_per_token)
+    assert ratio == 2.0
