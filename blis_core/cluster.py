@@ -158,6 +158,7 @@ class Cluster:
         self.tenants = tenant_budgets     # a TenantBudgets, or None
         self.trace = trace                # a DecisionTrace, or None: nothing recorded
         self.pd = None                    # a Disaggregation when P/D pools are configured
+        self.gateway = None               # a flowcontrol.Gateway with --flow-control
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
@@ -187,6 +188,8 @@ class Cluster:
 
     def _request_done(self, req, tick: int) -> None:
         """Instance callback: a request left; a session may answer with its next round."""
+        if self.gateway is not None:
+            self.gateway.finished += 1
         if self.tenants is not None:
             self.tenants.finished(req.tenant_id)
         if self.pd is not None and self.pd.request_left(req):
@@ -317,6 +320,7 @@ class Cluster:
         horizon = self.horizon
         instances = self.instances
         pd = self.pd
+        gateway = self.gateway
         while heap:
             time, lane, _prio, _seq, kind, req = heappop(heap)
             if time > horizon:
@@ -329,6 +333,9 @@ class Cluster:
                 instances[lane].handle(time, kind, req)
                 if self.audit:
                     instances[lane].audit()
+                if gateway is not None and gateway.finished:
+                    self.clock = time
+                    gateway.after_instance_event()
                 if pd is not None and (pd.prefill_done or pd.decode_done):
                     pd.after_instance_event(time)
                 continue
@@ -343,7 +350,9 @@ class Cluster:
                 if self.trace is not None:
                     self.trace.admission(req.id, time, admitted, reason)
                 if admitted:
-                    if pd is not None:
+                    if gateway is not None:
+                        gateway.admit(req, time)
+                    elif pd is not None:
                         self._push(time, DISAGGREGATION, req)
                     else:
                         self._push(time + self.routing_latency, ROUTING, req)

@@ -11,6 +11,7 @@ import attrs
 from blis_core.decisions import TraceConfig
 from blis_core.disaggregation import PDConfig
 from blis_core.events import MAX_TICK
+from blis_core.flowcontrol import FlowControlConfig
 from blis_core.instance import BatchConfig
 
 __all__ = ["MAX_TICK", "KVConfig", "PolicyConfig", "SimulationConfig"]
@@ -77,3 +78,4 @@ class SimulationConfig:
     slo_priorities: dict | None = None    # overrides of the SLO priority map
     trace: TraceConfig = TraceConfig()    # the decision trace (off by default)
     pd: PDConfig | None = None            # prefill/decode pools (None: every instance serves all)
+    flow_control: FlowControlConfig | None = None   # the gateway queue (None: off)

@@ -292,7 +292,8 @@ class ParentView:
 
     __slots__ = ("id", "arrival_time", "num_input", "num_output", "slo_class", "tenant_id",
                  "model", "length_capped", "state", "ttft_set", "first_token_time", "e2e",
-                 "itl_mean", "scheduling_delay", "assigned_instance")
+                 "itl_mean", "scheduling_delay", "assigned_instance", "gateway_enqueue_time",
+                 "gateway_dispatch_time")
 
     def __init__(self, parent: Parent) -> None:
         req = parent.request
@@ -304,6 +305,8 @@ class ParentView:
         self.slo_class = req.slo_class
         self.tenant_id = req.tenant_id
         self.model = req.model
+        self.gateway_enqueue_time = req.gateway_enqueue_time
+        self.gateway_dispatch_time = req.gateway_dispatch_time
         self.length_capped = False
         self.state = COMPLETED        # upstream also projects a parent whose decode timed out
         self.assigned_instance = parent.decode_instance

@@ -109,13 +109,16 @@ class AnomalyCounters:
     length_capped_requests: int = 0
     timed_out_requests: int = 0
     preemptions: int = 0
+    gateway_queue_depth: int = 0             # flow control: still in the gateway queue at the end
+    gateway_queue_shed: int = 0              # flow control: dropped for the queue's capacity
 
     def any_printed(self) -> bool:
         """Whether upstream prints the ``=== Anomaly Counters ===`` block (timed-out requests and
         preemptions do not trigger it)."""
         return any((self.priority_inversions, self.hol_blocking_events, self.rejected_requests,
                     self.routing_rejections, self.dropped_unservable,
-                    self.length_capped_requests))
+                    self.length_capped_requests, self.gateway_queue_depth,
+                    self.gateway_queue_shed))
 
     def to_dict(self) -> dict:
         out = attrs.asdict(self)
@@ -188,6 +191,7 @@ def hol_blocking_events(instances) -> int:
 def anomaly_counters(result) -> AnomalyCounters:
     c = result.summary.counters
     cluster = result.cluster
+    gateway = cluster.gateway
     return AnomalyCounters(
         priority_inversions=priority_inversions(result.instances, result.config.policies.priority),
         hol_blocking_events=hol_blocking_events(result.instances),
@@ -198,6 +202,8 @@ def anomaly_counters(result) -> AnomalyCounters:
         length_capped_requests=c["length_capped"],
         timed_out_requests=c["timed_out"],
         preemptions=c["preemptions"],
+        gateway_queue_depth=len(gateway.queue) if gateway is not None else 0,
+        gateway_queue_shed=gateway.queue.shed if gateway is not None else 0,
     )
 
 
@@ -209,7 +215,8 @@ class RawMetrics:
 
     Conservation: ``injected == completed + still_queued + still_running + dropped_unservable
     + timed_out`` for the requests that reached an instance, and ``arrived == injected +
-    rejected_requests + routing_rejections`` for all requests offered to the cluster.
+    rejected_requests + routing_rejections`` (+ the gateway queue's depth and shed requests with
+    flow control) for all requests offered to the cluster.
     """
 
     ttft_us: Distribution
@@ -287,7 +294,9 @@ def raw_metrics(result) -> RawMetrics:
         requests_per_sec=completed / seconds if productive else 0.0,
         tokens_per_sec=c["total_output_tokens"] / seconds if productive else 0.0,
         sim_duration_us=duration_us,
-        arrived=injected + cluster.rejected + cluster.routing_rejections,
+        arrived=(injected + cluster.rejected + cluster.routing_rejections
+                 + (len(cluster.gateway.queue) + cluster.gateway.queue.shed
+                    if cluster.gateway is not None else 0)),
         injected=injected,
         completed=completed,
         still_queued=c["still_queued"],

@@ -102,6 +102,21 @@ def blis_disaggregation_deciders() -> list[type]:
 
 
 @hookspec
+def blis_saturation_detectors() -> list[type]:
+    """Return saturation detector classes (protocol ``blis_core.protocols.SaturationDetector``):
+    with ``--flow-control``, the gateway queue dispatches an admitted request only while the
+    selected detector's ``saturation(state)`` is below 1.
+    """
+
+
+@hookspec
+def blis_dispatch_orders() -> list[type]:
+    """Return gateway dispatch order classes (protocol ``blis_core.protocols.DispatchOrder``):
+    with ``--flow-control``, the order in which queued requests leave the gateway queue.
+    """
+
+
+@hookspec
 def blis_commands() -> list[type]:
     """Return CLI command classes: each has a ``name`` and a ``command()`` returning the
     ``click`` command (or group) that ``blis NAME`` runs.

@@ -177,6 +177,9 @@ def request_records(requests) -> list[dict]:
             rec["model"] = r.model
         if r.length_capped:
             rec["length_capped"] = True
+        enqueued, dispatched = r.gateway_enqueue_time, r.gateway_dispatch_time
+        if enqueued > 0 and dispatched > 0 and dispatched != enqueued:
+            rec["gateway_queue_delay_ms"] = (dispatched - enqueued) / 1e3
         records.append(rec)
     return records
 

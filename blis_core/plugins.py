@@ -30,6 +30,8 @@ KINDS = {
     "blis_length_distributions": "length",
     "blis_workload_sources": "source",
     "blis_disaggregation_deciders": "disaggregation",
+    "blis_saturation_detectors": "saturation",
+    "blis_dispatch_orders": "dispatch",
     "blis_commands": "command",
 }
 
@@ -44,6 +46,8 @@ _WHAT = {
     "length": "length distribution",
     "source": "workload source",
     "disaggregation": "PD decider",
+    "saturation": "saturation detector",
+    "dispatch": "dispatch order",
     "command": "command",
 }
 

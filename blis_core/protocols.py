@@ -136,6 +136,41 @@ class DisaggregationDecider(Protocol):
 
 
 @runtime_checkable
+class SaturationDetector(Protocol):
+    """How saturated the cluster is, for the gateway queue of flow control (``--flow-control``).
+
+    ``saturation(state)`` receives a ``RouterState`` with every instance's snapshot (no model
+    filter) and returns a finite float >= 0; the gateway holds its queued requests while the
+    value is >= 1 and dispatches one otherwise. It is asked after each admitted request joins
+    the queue and after each instance event in which requests finished (once per finished
+    request while it keeps dispatching). The constructor may take ``queue_depth_threshold``,
+    ``kv_cache_util_threshold`` (``--queue-depth-threshold``, ``--kv-cache-util-threshold``)
+    and ``max_concurrency`` (``--max-concurrency``); it raises ``ValueError`` with a one-line
+    message naming the flag when a value it uses is out of range.
+    """
+
+    name: ClassVar[str]
+
+    def saturation(self, state: RouterState) -> float: ...
+
+
+@runtime_checkable
+class DispatchOrder(Protocol):
+    """The order in which the gateway queue dispatches (``--dispatch-order``).
+
+    ``key(request, priority)`` is called once when a request joins the queue, with its SLO
+    priority (``blis_core.slo``: higher = more important); the queue dispatches the smallest
+    key first and breaks ties by arrival at the gateway (FIFO). Keys of one run must be
+    mutually comparable. Shedding at ``--max-gateway-queue-depth`` does not depend on the order:
+    it always drops the lowest-priority, latest request.
+    """
+
+    name: ClassVar[str]
+
+    def key(self, request, priority: int): ...
+
+
+@runtime_checkable
 class WorkloadGenerator(Protocol):
     """Turns the CLI workload options into a workload specification (``--workload NAME``)."""
 

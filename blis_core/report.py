@@ -36,6 +36,10 @@ def anomaly_section(counters: AnomalyCounters) -> list[str]:
     lines += [f"Rejected Requests (Routing): {counters.routing_rejections}",
               f"Dropped Unservable: {counters.dropped_unservable}",
               f"Length-Capped Requests: {counters.length_capped_requests}"]
+    if counters.gateway_queue_depth > 0:
+        lines.append(f"Gateway Queue Depth (horizon): {counters.gateway_queue_depth}")
+    if counters.gateway_queue_shed > 0:
+        lines.append(f"Gateway Queue Shed: {counters.gateway_queue_shed}")
     return lines
 
 

@@ -35,6 +35,8 @@ class Request:
         # P/D: a decode sub-request arrives with its prompt's KV; its first ITL entry is kept
         # for the parent's projected TTFT
         "pd_decode", "first_itl",
+        # flow control: when the request joined and left the gateway queue (0 = never)
+        "gateway_enqueue_time", "gateway_dispatch_time",
     )
 
     def __init__(
@@ -110,6 +112,8 @@ class Request:
         self.tail_fill = 0
         self.pd_decode = False
         self.first_itl = None
+        self.gateway_enqueue_time = 0
+        self.gateway_dispatch_time = 0
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "

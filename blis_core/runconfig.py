@@ -28,8 +28,8 @@ from blis_core.bundle import (BundleError, PolicyBundle, bundle_problems, first_
                               trim_bundle)
 from blis_core.strictyaml import YamlError, strict_yaml
 
-__all__ = ["ClusterSection", "ConfigurationError", "EngineSection", "ModelSection", "RunConfig",
-           "TraceFiles", "WorkloadSection"]
+__all__ = ["ClusterSection", "ConfigurationError", "EngineSection", "FlowControlSection",
+           "ModelSection", "RunConfig", "TraceFiles", "WorkloadSection"]
 
 
 class ConfigurationError(ValueError):
@@ -155,6 +155,20 @@ class DisaggregationSection:
     decode_max_model_len: int = 0
 
 
+@attrs.frozen
+class FlowControlSection:
+    """The gateway queue between admission and routing (upstream ``--flow-control`` and its
+    flags); blis_core.flowcontrol. Every other field matters only when ``enabled``."""
+
+    enabled: bool = False
+    saturation_detector: str = "never"     # a saturation detector plugin ("" counts as never)
+    dispatch_order: str = "fifo"           # a dispatch order plugin: fifo | priority
+    max_gateway_queue_depth: int = 0       # 0 = unlimited
+    queue_depth_threshold: float = 5.0     # utilization detector
+    kv_cache_util_threshold: float = 0.8   # utilization detector
+    max_concurrency: int = 100             # concurrency detector: in flight per instance
+
+
 DEFAULT_SEED = 42
 
 
@@ -176,6 +190,7 @@ class RunConfig:
     fitness_weights: Mapping[str, float] = attrs.field(factory=dict)
     decision_trace: DecisionTraceSection = DecisionTraceSection()
     disaggregation: DisaggregationSection = DisaggregationSection()
+    flow_control: FlowControlSection = FlowControlSection()
 
     @property
     def engine_seed(self) -> int:

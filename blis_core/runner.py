@@ -20,6 +20,7 @@ import attrs
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.decisions import TRACE_LEVELS, TraceConfig
 from blis_core.disaggregation import PDConfig, PoolEngine
+from blis_core.flowcontrol import FlowControlConfig
 from blis_core.modelconfig import kv_bytes_per_token
 from blis_core.resolve import ResolveError
 from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
@@ -203,6 +204,7 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
     if e.kv_cpu_blocks > 0 and e.kv_offload_threshold != 0:
         log.warning("--kv-offload-threshold is deprecated and ignored")
     trace = _trace_config(config)
+    flow_control = _flow_control_config(config, registry)
     pd = _pd_config(config, resolved, registry)
     block_size = e.block_size_in_tokens
     mml = resolved.max_model_len
@@ -243,7 +245,42 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
                         if b.admission.slo_priorities is not None else None),
         trace=trace,
         pd=pd,
+        flow_control=flow_control,
     )
+
+
+def _flow_control_config(config: RunConfig, registry) -> FlowControlConfig | None:
+    """Check the flow-control flags (only with ``--flow-control``, as upstream) and build the
+    gateway's configuration; the detector's constructor checks the values it uses."""
+    f = config.flow_control
+    if not f.enabled:
+        return None
+    detector = f.saturation_detector or "never"
+    try:
+        detector_cls = registry.get("saturation", detector)
+    except PluginError as exc:
+        raise ConfigurationError(f"--saturation-detector: {exc}") from None
+    try:
+        registry.get("dispatch", f.dispatch_order)
+    except PluginError as exc:
+        raise ConfigurationError(f"--dispatch-order: {exc}") from None
+    if f.max_gateway_queue_depth < 0:
+        raise ConfigurationError(f"--max-gateway-queue-depth must be >= 0, got "
+                                 f"{f.max_gateway_queue_depth}")
+    params = {"queue_depth_threshold": f.queue_depth_threshold,
+              "kv_cache_util_threshold": f.kv_cache_util_threshold,
+              "max_concurrency": f.max_concurrency}
+    accepted = inspect.signature(detector_cls).parameters
+    params = {name: value for name, value in params.items() if name in accepted}
+    try:
+        detector_cls(**params)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if detector == "never":
+        log.warning("--flow-control enabled but --saturation-detector is %s (pass-through); "
+                    "specify 'utilization' or 'concurrency' for actual gating",
+                    json.dumps(f.saturation_detector))
+    return FlowControlConfig(detector, f.dispatch_order, f.max_gateway_queue_depth, params)
 
 
 def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:

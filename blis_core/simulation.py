@@ -10,6 +10,7 @@ from blis_core.cluster import Cluster, TenantBudgets
 from blis_core.config import SimulationConfig
 from blis_core.decisions import DecisionTrace
 from blis_core.disaggregation import Disaggregation
+from blis_core.flowcontrol import Gateway, GatewayQueue
 from blis_core.gorand import PartitionedRNG
 from blis_core.instance import Instance
 from blis_core.kvcache import KVCache, TieredKVCache
@@ -99,6 +100,8 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                           if config.trace.records else None))
     if config.pd is not None:
         cluster.pd = _disaggregation(cluster, config, registry)
+    if config.flow_control is not None:
+        cluster.gateway = _gateway(cluster, config, registry)
     return cluster
 
 
@@ -139,6 +142,14 @@ def _disaggregation(cluster: Cluster, config: SimulationConfig, registry) -> Dis
                           pool_router(pd.decode_routing, "decode-router"), block_size,
                           (pd.decode_engine.latency if pd.decode_engine else config.latency)
                           .post_decode_fixed_overhead())
+
+
+def _gateway(cluster: Cluster, config: SimulationConfig, registry) -> Gateway:
+    fc = config.flow_control
+    detector = _construct(registry.get("saturation", fc.detector), {}, **fc.detector_params)
+    order = registry.get("dispatch", fc.dispatch_order)()
+    return Gateway(cluster, GatewayQueue(order, fc.max_queue_depth, config.slo_priorities),
+                   detector)
 
 
 def _tenant_budgets(config: SimulationConfig):

@@ -35,3 +35,17 @@ def blis_routing_policies():
     from blis_policies.weighted import WeightedScoring
 
     return [RoundRobin, LeastLoaded, AlwaysBusiest, WeightedScoring]
+
+
+@hookimpl
+def blis_saturation_detectors():
+    from blis_policies.flowcontrol import ConcurrencyDetector, NeverSaturated, UtilizationDetector
+
+    return [NeverSaturated, UtilizationDetector, ConcurrencyDetector]
+
+
+@hookimpl
+def blis_dispatch_orders():
+    from blis_policies.flowcontrol import FIFOOrder, PriorityOrder
+
+    return [FIFOOrder, PriorityOrder]
