@@ -183,7 +183,7 @@ def plugins_group() -> None:
 
 @plugins_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--kind", default="", help="Only this kind (admission, routing, priority, scheduler, workload, arrival, length, source, command).")
+@click.option("--kind", default="", help="Only this kind (admission, routing, priority, scheduler, disaggregation, saturation, dispatch, workload, arrival, length, source, command).")
 def plugins_list(as_json: bool, kind: str) -> None:
     """List every installed policy and workload plugin."""
     registry = get_registry()
