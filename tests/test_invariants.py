@@ -25,10 +25,12 @@ class TestEveryRegisteredPolicy(InvariantSuite):
 
 
 def test_the_suite_draws_every_registered_policy():
-    # A policy the strategy could never draw would silently escape the suite.
+    # A policy the strategy could never draw would silently escape the suite. Derandomized:
+    # a random 200 draws missed a rarely drawn scheduler now and then, so the outcome depends
+    # on the strategy only, not on the run.
     seen = {kind: set() for kind in ("admission", "routing", "priority", "scheduler")}
 
-    @settings(max_examples=200, database=None)
+    @settings(max_examples=200, database=None, derandomize=True)
     @given(simulation_scenarios(max_requests=1, max_instances=1))
     def draw(scenario: Scenario):
         policies = scenario.config.policies
