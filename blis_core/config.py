@@ -77,3 +77,5 @@ class SimulationConfig:
     slo_priorities: dict | None = None    # overrides of the SLO priority map
     trace: TraceConfig = TraceConfig()    # the decision trace (off by default)
     pd: PDConfig | None = None            # prefill/decode pools (None: every instance serves all)
+    # Time-series sampling (blis_core.timeseries): simulated ticks between samples; 0 = off.
+    sample_interval: int = attrs.field(default=0, validator=_non_negative)

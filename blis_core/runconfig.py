@@ -28,8 +28,8 @@ from blis_core.bundle import (BundleError, PolicyBundle, bundle_problems, first_
                               trim_bundle)
 from blis_core.strictyaml import YamlError, strict_yaml
 
-__all__ = ["ClusterSection", "ConfigurationError", "EngineSection", "ModelSection", "RunConfig",
-           "TraceFiles", "WorkloadSection"]
+__all__ = ["ClusterSection", "ConfigurationError", "EngineSection", "ModelSection",
+           "OutputSection", "RunConfig", "TraceFiles", "WorkloadSection"]
 
 
 class ConfigurationError(ValueError):
@@ -155,6 +155,16 @@ class DisaggregationSection:
     decode_max_model_len: int = 0
 
 
+@attrs.frozen
+class OutputSection:
+    """What a run shows and records besides its results; none of it changes a number
+    (``--timeseries``, ``--timeseries-interval``, ``--progress``). docs/report.md."""
+
+    timeseries: str = ""                   # "": no time series; .json: JSON, else CSV
+    timeseries_interval: int = 100_000     # simulated µs between two samples
+    progress: bool | None = None           # None: on when stderr is a terminal
+
+
 DEFAULT_SEED = 42
 
 
@@ -176,6 +186,7 @@ class RunConfig:
     fitness_weights: Mapping[str, float] = attrs.field(factory=dict)
     decision_trace: DecisionTraceSection = DecisionTraceSection()
     disaggregation: DisaggregationSection = DisaggregationSection()
+    output: OutputSection = OutputSection()
 
     @property
     def engine_seed(self) -> int:
@@ -187,7 +198,8 @@ class RunConfig:
         """The description ``blis run ARGS`` would run, checked at once (ConfigurationError).
 
         Output flags (``--metrics-path``, ``--trace-output``, ``--format``, ``--log``) are
-        accepted and ignored: they say what to write, not what to run.
+        accepted and ignored: they say what to write, not what to run. ``--timeseries`` and
+        ``--progress`` set the ``output`` section (sampling is part of the run).
         """
         from blis_core.flags import run_config_from_args
 
@@ -263,7 +275,8 @@ class RunConfig:
                              else at(m.defaults_filepath))
         trace = None if w.trace is None else TraceFiles(at(w.trace.header), at(w.trace.data))
         workload = attrs.evolve(w, spec=None if w.spec is None else at(w.spec), trace=trace)
-        return attrs.evolve(self, model=model, workload=workload)
+        output = attrs.evolve(self.output, timeseries=at(self.output.timeseries))
+        return attrs.evolve(self, model=model, workload=workload, output=output)
 
     # -- writing ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
