@@ -76,7 +76,7 @@ class Progress:
         if final:
             parts.append(f"done in {elapsed:.1f}s")
         elif fraction:
-            parts.append(f"ETA {_duration(elapsed * (1 - fraction) / fraction)}")
+            parts.append(f"ETA {duration(elapsed * (1 - fraction) / fraction)}")
         head = f"{self.label}: " + (f"{fraction * 100:3.0f}% " if fraction is not None else "")
         return head + ", ".join(parts)
 
@@ -99,7 +99,7 @@ def _done(cluster) -> int:
     return done
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(seconds + 0.5)
     if seconds < 60:
         return f"{seconds}s"

@@ -147,6 +147,38 @@ def test_without_matplotlib_the_report_says_how_to_get_it(two_runs, tmp_path, mo
     assert err == 'blis: error: blis report needs matplotlib: pip install "blis[report]"\n'
 
 
+def test_the_readme_goes_from_install_to_a_report_in_three_commands(tmp_path):
+    """The README's three commands, as written (the install is the one this suite runs in)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    block = readme.split("## From install to a report with plots", 1)[1]
+    block = block.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+    assert len(commands) == 3 and commands[0] == 'pip install ".[report]"'
+    blis = shutil.which("blis")
+    if blis is None:
+        pytest.skip("the blis console script is not on PATH")
+    for command in commands[1:]:
+        assert command.startswith("blis ")
+        done = subprocess.run(command.replace("blis", blis, 1), shell=True, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert len(_images(page)) == 4 and "instance_3" in page
+
+
+def test_ci_installs_chromium_then_runs_the_readme_test_command():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / ".ci" / "run").read_text().strip().splitlines()
+    readme_test = (root / "README.md").read_text().splitlines()[1].strip()
+    assert lines[-1] == readme_test
+    assert any("apt-get install" in line and "chromium" in line for line in lines[:-1])
+
+
 # -- in a real browser ------------------------------------------------------------------------
 def _chromium(tmp_path, url: str, *mode: str) -> subprocess.CompletedProcess:
     profile = tmp_path / "chromium-profile"
