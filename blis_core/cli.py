@@ -183,8 +183,9 @@ def _execute(run: PreparedRun, output_format: str, metrics_path: str):
     from blis_core.simulation import simulate
 
     progress = None
-    if wanted(run.config.output.progress if run.config is not None else None):
-        progress = run_progress(run.simulation, run.workload.requests)
+    setting = run.config.output.progress if run.config is not None else None
+    if wanted(setting):
+        progress = run_progress(run.simulation, run.workload.requests, always=setting is True)
     result = simulate(run.simulation, run.workload.requests, run.workload.sessions,
                       progress=progress)
     evaluation = evaluate_result(result, run.fitness_weights)

@@ -24,7 +24,7 @@ class Progress:
 
     def __init__(self, total_requests: int | None = None, horizon: int = MAX_TICK, *,
                  stream=None, terminal: bool | None = None, wall=_time.monotonic,
-                 label: str = "blis") -> None:
+                 label: str = "blis", always: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.terminal = _isatty(self.stream) if terminal is None else terminal
         self.total = total_requests or None
@@ -36,6 +36,9 @@ class Progress:
         self.step = 1_000                            # simulated ticks between two checks
         self.start = self.last_check = self.last_line = wall()
         self.wrote = False
+        # False (progress chosen automatically, on a terminal): a run over before the first
+        # refresh leaves no line behind.
+        self.always = always
 
     def update(self, clock: int, cluster) -> int:
         """A check at simulated ``clock``; returns the tick of the next one."""
@@ -54,7 +57,9 @@ class Progress:
         return self.next
 
     def finish(self, clock: int, cluster) -> None:
-        """The last line, always written (it ends the terminal's rewritten line)."""
+        """The last line (it ends the terminal's rewritten line)."""
+        if not (self.wrote or self.always):
+            return
         self._write(self.line(clock, _done(cluster), self.wall() - self.start, final=True),
                     final=True)
 

@@ -437,12 +437,13 @@ def prepare_run(config: RunConfig, registry=None) -> PreparedRun:
     return PreparedRun(simulation, workload, weights, config, source)
 
 
-def run_progress(simulation: SimulationConfig, requests):
-    """The progress line of a run of ``requests`` (on stderr)."""
+def run_progress(simulation: SimulationConfig, requests, always: bool = True):
+    """The progress line of a run of ``requests`` (on stderr); ``always`` False (chosen
+    automatically) writes nothing for a run over before the first refresh."""
     from blis_core.progress import Progress
 
     total = len(requests) if hasattr(requests, "__len__") else None
-    return Progress(total, simulation.horizon)
+    return Progress(total, simulation.horizon, always=always)
 
 
 def evaluate(config, bundle=None, *, fitness_weights=None, workload=None,

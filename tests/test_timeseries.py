@@ -237,3 +237,13 @@ def test_progress_on_a_terminal_rewrites_one_line():
     text = stream.getvalue()
     assert text.startswith("\rblis: sim 5.000s") and text.count("\r") == 2
     assert text.endswith("\x1b[K\n") and text.count("\n") == 1
+
+
+def test_progress_chosen_automatically_leaves_nothing_after_a_short_run():
+    for always, expected in ((False, ""), (True, "\rblis: sim 0.002s")):
+        stream = io.StringIO()
+        progress = Progress(None, stream=stream, terminal=True, wall=_FakeWall(),
+                            always=always)
+        progress.update(0, _Cluster())       # under the first refresh: no line yet
+        progress.finish(2_000, _Cluster())
+        assert stream.getvalue().startswith(expected) and (always or not stream.getvalue())
