@@ -155,7 +155,7 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
-                         "svg.hashsalt": "blis", "figure.dpi": DPI})
+                         "figure.dpi": DPI})
     return plt
 
 
@@ -272,7 +272,8 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.6g}"
+        # Four significant digits, but never an exponent for a number a person reads whole.
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.1f}"
     return str(value)
 
 
