@@ -59,6 +59,27 @@ def test_sampling_and_progress_change_no_byte_of_the_results(case, tmp_path, cap
     assert len(rows) > 10
 
 
+# Reference cases of upstream's binary with every feature the samples read: preemption, the CPU
+# tier, P/D pools, closed-loop sessions, admission, a replayed trace, the decision trace.
+PARITY_CASES = ("a_preemption_small_kv", "i_tiered_kv", "j_pd_always", "x_concurrency_closed_loop",
+                "d_token_bucket", "h_policy_config_tier_shed", "g_trace_replay",
+                "k_decision_trace_counterfactual", "f_workload_spec_multiturn")
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_upstream_parity_holds_with_sampling_and_progress_on(case, tmp_path, monkeypatch):
+    import parity
+
+    if parity.corpus_dir() is None or not (parity.corpus_dir() / case).is_dir():
+        pytest.skip("upstream's reference runs (../shared) are not available")
+    original = parity.case_argv
+    series = tmp_path / "ts.csv"
+    monkeypatch.setattr(parity, "case_argv", lambda c, out: original(c, out) + [
+        "--timeseries", str(series), "--timeseries-interval", "10007", "--progress"])
+    assert parity.check_case(case, tmp_path) == []
+    assert len(read_timeseries(str(series))) > 1
+
+
 def _run(args: str, interval: int, reference: bool = False):
     config = blis_core.RunConfig.from_args(
         f"--model meta-llama/llama-3.1-8b-instruct --latency-model blackbox {args} "
