@@ -313,19 +313,32 @@ def run_sweep(grid: Grid, prefix: str, *, jobs: int = 1, executor: str = "proces
         return [rows[index] for index in sorted(rows)]
     runner = _executor(executor, jobs)
     start = time.monotonic()
+    finished = 0
     try:
         for index, result in runner.run([(p.index, p.config.to_json()) for p in todo]):
             rows[index] = _row(by_index[index], result)
             _write(prefix, rows)
+            finished += 1
             status = (f"score {result['score']:.6g}" if result.get("score") is not None
                       else result["status"]) if result["status"] == "ok" else \
                 f"FAILED: {result['error']}"
             say(f"[{len(rows)}/{total}] point {index} "
                 f"({_label(by_index[index])}): {status} "
-                f"({time.monotonic() - start:.1f}s)")
+                f"({_pace(time.monotonic() - start, finished, len(todo))})")
     finally:
         runner.close()
     return [rows[index] for index in sorted(rows)]
+
+
+def _pace(elapsed: float, finished: int, todo: int) -> str:
+    """Elapsed time, points per minute and the ETA of the points still to run."""
+    from blis_core.progress import duration
+
+    rate = finished / elapsed if elapsed > 0 else 0.0
+    text = f"{elapsed:.1f}s, {rate * 60:.3g} points/min"
+    if finished < todo and rate > 0:
+        text += f", ETA {duration((todo - finished) / rate)}"
+    return text
 
 
 # -- the command ----------------------------------------------------------------------------

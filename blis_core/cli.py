@@ -71,6 +71,7 @@ def run_command(ctx: click.Context, **p) -> None:
     result = _execute(run, p["output_format"], metrics_path=p["metrics_path"])
     _write_trace(run, p["trace_output"])
     _write_decisions(result, p["decision_trace"])
+    _write_timeseries(run, result)
 
 
 @main_group.command("replay")
@@ -87,6 +88,7 @@ def replay_command(ctx: click.Context, **p) -> None:
             write_atomically(p["results_path"], go_json(_replay_results(result)))
     _write_trace(run, p["trace_output"])
     _write_decisions(result, p["decision_trace"])
+    _write_timeseries(run, result)
 
 
 def _prepare(ctx: click.Context, p: dict, replay: bool = False) -> PreparedRun | None:
@@ -102,6 +104,8 @@ def _prepare(ctx: click.Context, p: dict, replay: bool = False) -> PreparedRun |
     if p["dump_config"]:
         click.echo(config.to_yaml(), nl=False)
         return None
+    if config.output.timeseries:
+        _check_writable("--timeseries", config.output.timeseries)
     if p["decision_trace"]:
         _check_writable("--decision-trace", p["decision_trace"])
         if (config.decision_trace.level or "none") == "none":
@@ -127,6 +131,16 @@ def _write_decisions(result, path: str) -> None:
 
         with _output_errors("--decision-trace", path):
             write_atomically(path, to_jsonl(result.decisions))
+
+
+def _write_timeseries(run: PreparedRun, result) -> None:
+    path = run.config.output.timeseries
+    if path and result.timeseries is not None:
+        with _output_errors("--timeseries", path):
+            write_atomically(path, result.timeseries.render(path))
+        if result.timeseries.truncated:
+            log.warning("--timeseries: stopped after %d samples; give a larger "
+                        "--timeseries-interval", len(result.timeseries.rows))
 
 
 def _write_trace(run: PreparedRun, prefix: str) -> None:
@@ -163,10 +177,17 @@ def _output_errors(flag: str, path: str):
 
 
 def _execute(run: PreparedRun, output_format: str, metrics_path: str):
+    from blis_core.progress import wanted
     from blis_core.report import render
+    from blis_core.runner import run_progress
     from blis_core.simulation import simulate
 
-    result = simulate(run.simulation, run.workload.requests, run.workload.sessions)
+    progress = None
+    setting = run.config.output.progress if run.config is not None else None
+    if wanted(setting):
+        progress = run_progress(run.simulation, run.workload.requests, always=setting is True)
+    result = simulate(run.simulation, run.workload.requests, run.workload.sessions,
+                      progress=progress)
     evaluation = evaluate_result(result, run.fitness_weights)
     sys.stdout.write(render(evaluation, output_format, sys.stdout.isatty()))
     if metrics_path:

@@ -154,6 +154,7 @@ class Cluster:
         self.seq = 0
         self.clock = 0
         self.rejected = 0
+        self.arrivals = 0                 # requests offered to the cluster so far
         self.shed_by_tier: dict = {}      # rejected requests by SLO class ("" -> "standard")
         self.tenants = tenant_budgets     # a TenantBudgets, or None
         self.trace = trace                # a DecisionTrace, or None: nothing recorded
@@ -202,6 +203,7 @@ class Cluster:
     def deliver(self, req, target, time: int, decode_with_kv: bool = False) -> None:
         """A routed request goes to its instance (a P/D decode sub-request with its KV)."""
         target.in_flight += 1
+        target.routed += 1
         if self.tenants is not None:
             self.tenants.started(req.tenant_id)
         if decode_with_kv:
@@ -313,7 +315,9 @@ class Cluster:
             ))
         return RouterState(snapshots, clock, self.cache_query)
 
-    def run(self, requests) -> None:
+    def run(self, requests, series=None, progress=None) -> None:
+        """``series`` (a TimeSeries) samples the instances and ``progress`` (a Progress)
+        reports on stderr; both only read state, at clock crossings (blis_core.timeseries)."""
         for req in requests:
             self._push(req.arrival_time, CLUSTER_ARRIVAL, req)
         heap = self.heap
@@ -321,10 +325,20 @@ class Cluster:
         instances = self.instances
         pd = self.pd
         gateway = self.gateway
+        # One comparison per event, as without sampling: the horizon check doubles as the check
+        # for a due sample or progress update, ``mark`` being the earliest of the three.
+        stop = horizon + 1
+        mark = self._mark(stop, series, progress)
         while heap:
             time, lane, _prio, _seq, kind, req = heappop(heap)
-            if time > horizon:
-                break
+            if time >= mark:
+                if time > horizon:
+                    break
+                if series is not None and time >= series.next:
+                    series.sample_until(time, self)
+                if progress is not None and time >= progress.next:
+                    progress.update(time, self)
+                mark = self._mark(stop, series, progress)
             if self.audit:
                 if time < self.clock:
                     raise AssertionError(f"clock went backwards: {time} < {self.clock}")
@@ -341,6 +355,7 @@ class Cluster:
                 continue
             self.clock = time
             if kind == CLUSTER_ARRIVAL:
+                self.arrivals += 1
                 self._push(time + self.admission_latency, ADMISSION, req)
             elif kind == ADMISSION:
                 admitted, reason = self.admission.admit(req, self.router_state(req))
@@ -375,5 +390,20 @@ class Cluster:
                 self.deliver(req, target, time)
             else:
                 pd.handle(time, kind, req)
+        if series is not None or progress is not None:
+            last = max([self.clock] + [inst.clock for inst in instances])
+            if series is not None:
+                series.finish(self, last, horizon)
+            if progress is not None:
+                progress.finish(min(last, horizon), self)
         for inst in instances:
             inst.finalize()
+
+    @staticmethod
+    def _mark(stop: int, series, progress) -> int:
+        mark = stop
+        if series is not None and series.next < mark:
+            mark = series.next
+        if progress is not None and progress.next < mark:
+            mark = progress.next
+        return mark

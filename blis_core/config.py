@@ -79,3 +79,5 @@ class SimulationConfig:
     trace: TraceConfig = TraceConfig()    # the decision trace (off by default)
     pd: PDConfig | None = None            # prefill/decode pools (None: every instance serves all)
     flow_control: FlowControlConfig | None = None   # the gateway queue (None: off)
+    # Time-series sampling (blis_core.timeseries): simulated ticks between samples; 0 = off.
+    sample_interval: int = attrs.field(default=0, validator=_non_negative)

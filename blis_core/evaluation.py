@@ -420,6 +420,12 @@ class EvaluationResult:
         return self.simulation.decisions
 
     @property
+    def timeseries(self):
+        """The run's :class:`~blis_core.timeseries.TimeSeries` (``output.timeseries`` set), or
+        None."""
+        return self.simulation.timeseries
+
+    @property
     def score(self) -> float | None:
         return None if self.fitness is None else self.fitness.score
 

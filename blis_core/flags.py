@@ -186,14 +186,22 @@ WORKLOAD_FLAGS = (
     Flag("--metrics-path", None, "", "Write the summary plus per-request records as JSON."),
 )
 
+# What a run shows and records over time (the ``output`` section), for ``run`` and ``replay``.
+OUTPUT_FLAGS = (
+    Flag("--timeseries", "output.timeseries", "", "Sample every instance at a fixed simulated interval and write the series (CSV, or JSON for a .json path)."),
+    Flag("--timeseries-interval", "output.timeseries_interval", 100_000, "Simulated microseconds between two time-series samples.", INT64),
+    Flag("--progress/--no-progress", "output.progress", None, "Progress on stderr (default: when stderr is a terminal).",
+         param="progress"),
+)
+
 REPLAY_FLAGS = (
     Flag("--trace-header", None, "", "TraceV2 header YAML."),
     Flag("--trace-data", None, "", "TraceV2 data CSV."),
     Flag("--results-path", None, "", "Write per-request results as JSON."),
 )
 
-RUN_FLAGS = ENGINE_FLAGS + WORKLOAD_FLAGS
-ALL_FLAGS = ENGINE_FLAGS + WORKLOAD_FLAGS + REPLAY_FLAGS
+RUN_FLAGS = ENGINE_FLAGS + WORKLOAD_FLAGS + OUTPUT_FLAGS
+ALL_FLAGS = ENGINE_FLAGS + WORKLOAD_FLAGS + OUTPUT_FLAGS + REPLAY_FLAGS
 
 
 def _decorate(flags: Sequence[Flag]):
@@ -211,7 +219,7 @@ def run_options(func):
 
 def replay_options(func):
     """The options of ``blis replay``."""
-    return _decorate(ENGINE_FLAGS + REPLAY_FLAGS)(func)
+    return _decorate(ENGINE_FLAGS + REPLAY_FLAGS + OUTPUT_FLAGS)(func)
 
 
 def given(ctx: click.Context, dest: str) -> bool:
@@ -286,6 +294,6 @@ def run_config_from_args(args: Sequence[str]) -> RunConfig:
     return run_config_from_context(ctx)
 
 
-__all__ = ["ALL_FLAGS", "ENGINE_FLAGS", "Flag", "INT64", "REPLAY_FLAGS", "RUN_FLAGS",
+__all__ = ["ALL_FLAGS", "ENGINE_FLAGS", "Flag", "INT64", "OUTPUT_FLAGS", "REPLAY_FLAGS", "RUN_FLAGS",
            "WORKLOAD_FLAGS", "given", "replay_options", "run_config_from_args",
            "run_config_from_context", "run_options"]

@@ -77,6 +77,7 @@ class Instance:
         self.step_pending = False
         self.step_count = 0
         self.in_flight = 0
+        self.routed = 0                   # requests delivered here (the time series counts them)
         self.last_left = 0
         self.counters = InstanceCounters()
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop

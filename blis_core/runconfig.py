@@ -29,7 +29,7 @@ from blis_core.bundle import (BundleError, PolicyBundle, bundle_problems, first_
 from blis_core.strictyaml import YamlError, strict_yaml
 
 __all__ = ["ClusterSection", "ConfigurationError", "EngineSection", "FlowControlSection",
-           "ModelSection", "RunConfig", "TraceFiles", "WorkloadSection"]
+           "ModelSection", "OutputSection", "RunConfig", "TraceFiles", "WorkloadSection"]
 
 
 class ConfigurationError(ValueError):
@@ -169,6 +169,16 @@ class FlowControlSection:
     max_concurrency: int = 100             # concurrency detector: in flight per instance
 
 
+@attrs.frozen
+class OutputSection:
+    """What a run shows and records besides its results; none of it changes a number
+    (``--timeseries``, ``--timeseries-interval``, ``--progress``). docs/report.md."""
+
+    timeseries: str = ""                   # "": no time series; .json: JSON, else CSV
+    timeseries_interval: int = 100_000     # simulated µs between two samples
+    progress: bool | None = None           # None: on when stderr is a terminal
+
+
 DEFAULT_SEED = 42
 
 
@@ -191,6 +201,7 @@ class RunConfig:
     decision_trace: DecisionTraceSection = DecisionTraceSection()
     disaggregation: DisaggregationSection = DisaggregationSection()
     flow_control: FlowControlSection = FlowControlSection()
+    output: OutputSection = OutputSection()
 
     @property
     def engine_seed(self) -> int:
@@ -202,7 +213,8 @@ class RunConfig:
         """The description ``blis run ARGS`` would run, checked at once (ConfigurationError).
 
         Output flags (``--metrics-path``, ``--trace-output``, ``--format``, ``--log``) are
-        accepted and ignored: they say what to write, not what to run.
+        accepted and ignored: they say what to write, not what to run. ``--timeseries`` and
+        ``--progress`` set the ``output`` section (sampling is part of the run).
         """
         from blis_core.flags import run_config_from_args
 
@@ -278,7 +290,8 @@ class RunConfig:
                              else at(m.defaults_filepath))
         trace = None if w.trace is None else TraceFiles(at(w.trace.header), at(w.trace.data))
         workload = attrs.evolve(w, spec=None if w.spec is None else at(w.spec), trace=trace)
-        return attrs.evolve(self, model=model, workload=workload)
+        output = attrs.evolve(self.output, timeseries=at(self.output.timeseries))
+        return attrs.evolve(self, model=model, workload=workload, output=output)
 
     # -- writing ----------------------------------------------------------------------------
     def to_dict(self) -> dict:

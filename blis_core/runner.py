@@ -246,6 +246,7 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
         trace=trace,
         pd=pd,
         flow_control=flow_control,
+        sample_interval=_sample_interval(config),
     )
 
 
@@ -281,6 +282,14 @@ def _flow_control_config(config: RunConfig, registry) -> FlowControlConfig | Non
                     "specify 'utilization' or 'concurrency' for actual gating",
                     json.dumps(f.saturation_detector))
     return FlowControlConfig(detector, f.dispatch_order, f.max_gateway_queue_depth, params)
+
+
+def _sample_interval(config: RunConfig) -> int:
+    """Ticks between two time-series samples; 0 when no series is asked for."""
+    o = config.output
+    if o.timeseries_interval <= 0:
+        raise ConfigurationError(f"--timeseries-interval must be > 0, got {o.timeseries_interval}")
+    return o.timeseries_interval if o.timeseries else 0
 
 
 def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
@@ -465,6 +474,15 @@ def prepare_run(config: RunConfig, registry=None) -> PreparedRun:
     return PreparedRun(simulation, workload, weights, config, source)
 
 
+def run_progress(simulation: SimulationConfig, requests, always: bool = True):
+    """The progress line of a run of ``requests`` (on stderr); ``always`` False (chosen
+    automatically) writes nothing for a run over before the first refresh."""
+    from blis_core.progress import Progress
+
+    total = len(requests) if hasattr(requests, "__len__") else None
+    return Progress(total, simulation.horizon, always=always)
+
+
 def evaluate(config, bundle=None, *, fitness_weights=None, workload=None,
              registry=None) -> EvaluationResult:
     """Run one configuration under one policy bundle and evaluate it.
@@ -506,6 +524,9 @@ def evaluate(config, bundle=None, *, fitness_weights=None, workload=None,
             requests, sessions = workload(), None
         else:
             requests, sessions = prepared.workload.requests, prepared.workload.sessions
+    progress = None
+    if isinstance(config, RunConfig) and config.output.progress:
+        progress = run_progress(simulation, requests)
     start = time.perf_counter()
-    result = simulate(simulation, requests, sessions, registry=registry)
+    result = simulate(simulation, requests, sessions, registry=registry, progress=progress)
     return evaluate_result(result, weights, time.perf_counter() - start)

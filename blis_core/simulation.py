@@ -16,6 +16,7 @@ from blis_core.instance import Instance
 from blis_core.kvcache import KVCache, TieredKVCache
 from blis_core.metrics import Summary, cluster_summary, instance_summary
 from blis_core.plugins import get_registry
+from blis_core.timeseries import TimeSeries
 
 
 @attrs.frozen
@@ -27,6 +28,7 @@ class SimulationResult:
     cluster: Cluster
     summary: Summary
     instance_summaries: list
+    timeseries: TimeSeries | None = None   # the samples, when the config's sample_interval > 0
 
     @property
     def decisions(self) -> list[dict]:
@@ -161,13 +163,15 @@ def _tenant_budgets(config: SimulationConfig):
 
 
 def simulate(config: SimulationConfig, requests, sessions=None, *, registry=None,
-             audit: bool = False, reference: bool = False) -> SimulationResult:
+             audit: bool = False, reference: bool = False, progress=None) -> SimulationResult:
     """Run ``requests`` (sorted by arrival) through a fresh cluster built from ``config``.
 
     ``audit`` checks the clock and the KV books after every event (slow; for tests).
+    ``progress`` (a :class:`blis_core.progress.Progress`) reports on stderr while it runs.
     """
     cluster = build_cluster(config, sessions, registry, audit, reference)
-    cluster.run(requests)
+    series = TimeSeries(config.sample_interval) if config.sample_interval > 0 else None
+    cluster.run(requests, series, progress)
     instances = cluster.instances
     return SimulationResult(config, instances, cluster, cluster_summary(instances, cluster.pd),
-                            [instance_summary(inst) for inst in instances])
+                            [instance_summary(inst) for inst in instances], series)

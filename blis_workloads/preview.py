@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from blis_core.files import write_atomically
 from blis_core.runconfig import ConfigurationError
 from blis_core.plugins import PluginError, get_registry
+from blis_core.progress import wanted
 from blis_workloads.cli_synthesis import WorkloadOptions, build_cli_workload
 from blis_workloads.scenarios import dump_workload_spec
 from blis_workloads.spec import WorkloadError, WorkloadSpec, go_fmt_v, load_workload_spec
@@ -284,7 +286,7 @@ def _check_generator(name: str, label: str) -> None:
 
 def preview_command(file: str | None, workload: str | None, rate: float | None,
                     num_requests: int | None, seed: int | None, horizon: int | None,
-                    buckets: int, fmt: str) -> None:
+                    buckets: int, fmt: str, progress: bool | None = None) -> None:
     """Generate like ``blis run`` (same flag semantics: an explicit --seed or --num-requests
     overrides the spec's) and print the summary."""
     if (file is None) == (workload is None):
@@ -298,13 +300,24 @@ def preview_command(file: str | None, workload: str | None, rate: float | None,
     if workload is not None:
         _check_generator(workload, "--workload")
     options = _options(rate, num_requests, seed)
+    source = file if file is not None else f"--workload {workload}"
+    # Generation is one call with no progress of its own: a large workload shows its phases
+    # (generating, summarizing) on stderr, with the time each took.
+    say = (lambda line: click.echo(f"blis: {line}", err=True)) if wanted(progress) else None
+    start = time.monotonic()
+    if say:
+        say(f"generating {source}...")
     try:
         cli = build_cli_workload(options, workload or "distribution", file, horizon,
                                  _generators())
     except WorkloadError as exc:
         fail(str(exc))
-    source = file if file is not None else f"--workload {workload}"
+    if say:
+        say(f"generated {len(cli.workload.requests)} requests in "
+            f"{time.monotonic() - start:.1f}s; summarizing...")
     summary = preview_workload(cli, source, buckets)
+    if say:
+        say(f"done in {time.monotonic() - start:.1f}s")
     click.echo(render_json(summary) if fmt == "json" else render_text(summary), nl=fmt == "json")
 
 
@@ -360,9 +373,10 @@ def _validate(file: str) -> None:
 @click.option("--horizon", default=None, type=_INT64, help="Generation horizon in microseconds.")
 @click.option("--buckets", default=20, type=_INT64, help="Buckets of the rate and length histograms.")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), help="Output format.")
-def _preview(file, workload, rate, num_requests, seed, horizon, buckets, fmt) -> None:
+@click.option("--progress/--no-progress", default=None, help="Phases and their times on stderr (default: when stderr is a terminal).")
+def _preview(file, workload, rate, num_requests, seed, horizon, buckets, fmt, progress) -> None:
     """Generate a workload as blis run would and summarize it."""
-    preview_command(file, workload, rate, num_requests, seed, horizon, buckets, fmt)
+    preview_command(file, workload, rate, num_requests, seed, horizon, buckets, fmt, progress)
 
 
 @workload_group.command("export")

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The commands the README documents; a plugin that stopped registering one of them would
 # otherwise just shrink the set of commands the reference is checked against.
 DOCUMENTED_COMMANDS = {"run", "replay", "plugins", "policies", "workload", "sweep",
-                       "gepa-evaluate", "openevolve-evaluate"}
+                       "gepa-evaluate", "openevolve-evaluate", "report"}
 
 
 def _blis_group() -> click.Group:

@@ -57,9 +57,13 @@ def test_grid_points_are_the_product_in_order(grid_dir):
 
 
 def test_rows_match_evaluating_each_point_in_process(grid_dir, capsys):
-    code, out, err = sweep([str(grid_dir / "grid.yaml"), "--jobs", "2"], capsys)
+    code, out, err = run_cli(["sweep", str(grid_dir / "grid.yaml"), "--jobs", "2"], capsys)
     assert code == 0, err
     assert json.loads(out)["points"] == 8
+    # One progress line per point on stderr, with the pace and (but for the last) an ETA.
+    progress = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(progress) == 8 and all("points/min" in line for line in progress)
+    assert all("ETA" in line for line in progress[:-1]) and "ETA" not in progress[-1]
     rows = [json.loads(line) for line in (grid_dir / "grid.results.jsonl").read_text().splitlines()]
     assert [row["point"] for row in rows] == list(range(8))
     grid = load_grid(grid_dir / "grid.yaml")

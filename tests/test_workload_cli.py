@@ -128,6 +128,19 @@ def _preview_json(argv, capsys) -> dict:
     return json.loads(out)
 
 
+def test_preview_progress_goes_to_stderr_only_when_asked(spec_file, capsys):
+    code, plain, err = run_cli(["workload", "preview", str(spec_file)], capsys)
+    assert code == 0 and err == ""              # stderr is not a terminal here
+    code, shown, err = run_cli(["workload", "preview", str(spec_file), "--progress"], capsys)
+    assert code == 0 and shown == plain
+    lines = err.splitlines()
+    assert lines[0] == f"blis: generating {spec_file}..."
+    assert lines[1].startswith("blis: generated 400 requests in ")
+    assert lines[2].startswith("blis: done in ") and len(lines) == 3
+    code, _, err = run_cli(["workload", "preview", str(spec_file), "--no-progress"], capsys)
+    assert code == 0 and err == ""
+
+
 def test_preview_counts_match_the_generated_workload(spec_file, capsys):
     data = _preview_json([str(spec_file), "--buckets", "7"], capsys)
     reference = build_cli_workload(WorkloadOptions(), spec_path=str(spec_file)).workload.requests
