@@ -5,7 +5,7 @@ from blis_core.evaluation import (AnomalyCounters, Distribution, EvaluationResul
                                   FitnessResult, RawMetrics, evaluate_result)
 from blis_core.hookspecs import hookimpl
 from blis_core.instance import BatchConfig
-from blis_core.latency import BlackboxLatency, RooflineLatency, build_latency_model
+from blis_core.latency import BlackboxLatency, RooflineLatency, TrainedPhysicsLatency, build_latency_model
 from blis_core.plugins import PluginError, get_registry
 from blis_core.protocols import (AdmissionPolicy, ArrivalProcess, LengthDistribution,
                                  PriorityPolicy, RouterState, RoutingDecision, RoutingPolicy,
@@ -21,7 +21,8 @@ __all__ = [
     "Distribution", "EvaluationResult", "FitnessError", "FitnessResult", "KVConfig",
     "LengthDistribution", "PluginError", "PolicyConfig", "PreparedRun", "PriorityPolicy", "RawMetrics", "Request", "RooflineLatency",
     "RouterState", "RoutingDecision", "RoutingPolicy", "RunConfig", "RunWorkload", "Scheduler",
-    "SimulationConfig", "SimulationResult", "Snapshot", "WorkloadGenerator", "WorkloadSource",
+    "SimulationConfig", "SimulationResult", "Snapshot", "TrainedPhysicsLatency", "WorkloadGenerator",
+    "WorkloadSource",
     "build_latency_model", "evaluate", "evaluate_result", "get_registry", "hookimpl",
     "prepare_run", "simulate",
 ]

@@ -1,5 +1,5 @@
-"""The model/GPU catalog: per-model deployment defaults, architectures, GPU specs and the blackbox
-coefficient table.
+"""The model/GPU catalog: per-model deployment defaults, architectures, GPU specs, the blackbox
+coefficient table and the trained-physics coefficients.
 
 blis ships its own catalog (``blis_core/catalog/*.yaml``, generated from upstream BLIS 4e179804 by
 ``tools/build_catalog.py``). :meth:`Catalog.from_upstream` reads upstream's own files instead, so
@@ -55,6 +55,14 @@ class CoefficientEntry:
     beta: tuple[float, ...]
 
 
+@attrs.frozen
+class TrainedPhysicsCoefficients:
+    """The trained-physics model's learned coefficients; upstream ships one set for every model."""
+
+    alpha: tuple[float, ...] = ()
+    beta: tuple[float, ...] = ()
+
+
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
@@ -75,10 +83,12 @@ class Catalog:
 
     def __init__(self, models: Mapping[str, ModelEntry], coefficients: Sequence[CoefficientEntry],
                  gpus: Mapping[str, HardwareConfig] | None = None, *,
+                 trained_physics: TrainedPhysicsCoefficients | None = None,
                  hardware_path: Path | None = None, model_config_dir: Path | None = None,
                  description: str = "catalog") -> None:
         self._models = dict(models)
         self._coefficients = tuple(coefficients)
+        self.trained_physics = trained_physics  # None when the catalog has none
         self._gpus = dict(gpus) if gpus is not None else None
         self._hardware_path = hardware_path  # upstream hardware_config.json, read on first use
         self._model_config_dir = model_config_dir  # upstream model_configs/ tree, if any
@@ -99,12 +109,14 @@ class Catalog:
             models = _converter.structure(load("models.yaml")["models"], dict[str, dict[str, Any]])
             entries = {model_id: _converter.structure({"id": model_id, **fields}, ModelEntry)
                        for model_id, fields in models.items()}
-            coefficients = _converter.structure(load("coefficients.yaml")["coefficients"],
-                                                list[CoefficientEntry])
+            coefficient_file = load("coefficients.yaml")
+            coefficients = _converter.structure(coefficient_file["coefficients"], list[CoefficientEntry])
+            trained = _converter.structure(coefficient_file["trained_physics"], TrainedPhysicsCoefficients)
             gpus = _converter.structure(load("gpus.yaml")["gpus"], dict[str, HardwareConfig])
         except (KeyError, cattrs.BaseValidationError) as exc:
             raise CatalogError(f"the shipped catalog is malformed: {exc!r}") from exc
-        return cls(entries, coefficients, gpus, description="the shipped blis catalog")
+        return cls(entries, coefficients, gpus, trained_physics=trained,
+                   description="the shipped blis catalog")
 
     @classmethod
     def from_upstream(cls, defaults_path: str | Path, hardware_path: str | Path | None = None,
@@ -119,13 +131,14 @@ class Catalog:
         base = defaults_path.parent
         models: dict[str, ModelEntry] = {}
         coefficients: list[CoefficientEntry] = []
+        trained = None
         if defaults_path.is_file():
             try:
                 data = yaml.load(defaults_path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
             except (OSError, yaml.YAMLError) as exc:
                 raise CatalogError(f"Failed to parse defaults YAML: {exc}") from exc
-            models, coefficients = _parse_upstream_defaults(data)
-        return cls(models, coefficients,
+            models, coefficients, trained = _parse_upstream_defaults(data)
+        return cls(models, coefficients, trained_physics=trained,
                    hardware_path=Path(hardware_path) if hardware_path else base / "hardware_config.json",
                    model_config_dir=Path(model_config_dir) if model_config_dir else base / "model_configs",
                    description=str(defaults_path))
@@ -258,7 +271,8 @@ def _floats(value: Any, where: str) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
-def _parse_upstream_defaults(data: Any) -> tuple[dict[str, ModelEntry], list[CoefficientEntry]]:
+def _parse_upstream_defaults(data: Any) -> tuple[dict[str, ModelEntry], list[CoefficientEntry],
+                                                TrainedPhysicsCoefficients | None]:
     top = _mapping(data, "defaults.yaml", _TOP_LEVEL_KEYS)
     models = {}
     for model_id, fields in _mapping(top.get("defaults"), "defaults").items():
@@ -274,10 +288,13 @@ def _parse_upstream_defaults(data: Any) -> tuple[dict[str, ModelEntry], list[Coe
     for name, preset in _mapping(top.get("workloads"), "workloads").items():
         for key, value in _mapping(preset, f"workloads[{name}]", _WORKLOAD_KEYS).items():
             _integer(value, f"workloads[{name}].{key}")
-    trained = _mapping(top.get("trained_physics_coefficients"), "trained_physics_coefficients",
-                       _TRAINED_PHYSICS_KEYS)
-    for key, value in trained.items():
-        _floats(value, f"trained_physics_coefficients.{key}")
+    trained = None
+    if top.get("trained_physics_coefficients") is not None:  # absent or null: none, as upstream
+        fields = _mapping(top["trained_physics_coefficients"], "trained_physics_coefficients",
+                          _TRAINED_PHYSICS_KEYS)
+        trained = TrainedPhysicsCoefficients(
+            alpha=_floats(fields.get("alpha_coeffs"), "trained_physics_coefficients.alpha_coeffs"),
+            beta=_floats(fields.get("beta_coeffs"), "trained_physics_coefficients.beta_coeffs"))
     _string(top.get("version"), "version")
 
     raw_models = top.get("models") or []
@@ -298,4 +315,4 @@ def _parse_upstream_defaults(data: Any) -> tuple[dict[str, ModelEntry], list[Coe
             alpha=_floats(fields.get("alpha_coeffs"), f"{where}.alpha_coeffs"),
             beta=_floats(fields.get("beta_coeffs"), f"{where}.beta_coeffs"),
         ))
-    return models, coefficients
+    return models, coefficients, trained

@@ -468,7 +468,7 @@ class Instance:
                 if n > 0:
                     prefill_tokens += n
                     if prefill is not None:
-                        prefill.append((progress, n))
+                        prefill.append((progress, n, req.num_input))
         decode_count = self.cruisers
         if decode is not None:
             decode.extend(req.cruise_progress + (step - req.cruise_step)
@@ -480,7 +480,7 @@ class Instance:
 
     def _form_batch(self, now: int, prefill: list | None, decode: list | None) -> tuple[int, int]:
         """Upstream FormBatch. Returns the scheduled prefill tokens and decode requests, and fills
-        ``prefill`` with (progress, tokens) and ``decode`` with progress when given.
+        ``prefill`` with (progress, tokens, input length) and ``decode`` with progress when given.
 
         ``num_new_tokens`` is already 0 for every running request: execution resets it.
         """
@@ -517,7 +517,7 @@ class Instance:
                 if n > 0:
                     prefill_tokens += n
                     if prefill is not None:
-                        prefill.append((progress, n))
+                        prefill.append((progress, n, req.num_input))
             elif req.num_output > 0 and not (mml > 0 and progress + 1 > mml - 1):
                 # Decode one token; the common case only tops up the request's last block.
                 # (``computed`` is only read while prefilling, so decode leaves it alone.)
@@ -582,7 +582,7 @@ class Instance:
                 if nxt.progress < nxt.num_input:
                     prefill_tokens += n
                     if prefill is not None:
-                        prefill.append((nxt.progress, n))
+                        prefill.append((nxt.progress, n, nxt.num_input))
                 elif nxt.num_output > 0:
                     decode_count += 1
                     if decode is not None:

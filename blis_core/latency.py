@@ -1,12 +1,13 @@
-"""Step-time models: the blackbox alpha/beta regression and the analytical roofline.
+"""Step-time models: the blackbox alpha/beta regression, the analytical roofline and the
+trained-physics model (roofline basis functions weighted by learned coefficients).
 
-Both reproduce upstream BLIS (4e179804) to the microsecond: every float expression is evaluated
+All three reproduce upstream BLIS (4e179804) to the microsecond: every float expression is evaluated
 in upstream's operand order, and the result is truncated with ``clamp64`` and floored at 1.
 
 How the engine calls a model, once per step, with only the requests scheduled this step
 (``num_new_tokens > 0``), in batch order::
 
-    prefill = [(progress, num_new_tokens) for requests with progress < input length]
+    prefill = [(progress, num_new_tokens, input length) for requests with progress < input length]
     decode  = [progress for requests with progress >= input length and output length > 0]
     step_time(sum of prefill num_new_tokens, len(decode), prefill, decode)
 
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from blis_core.gomath import clamp64, go_pow_int
-from blis_core.modelconfig import HardwareConfig, ModelConfig, validate_roofline
+from blis_core.modelconfig import HardwareConfig, ModelConfig, format_go_v, validate_roofline
 
 BLACKBOX_DEPRECATION_WARNING = (
     'latency model "blackbox" is deprecated and will be removed in a future version. '
@@ -67,7 +68,7 @@ class BlackboxLatency(_AlphaOverheads):
         self._per_decode_token = beta[2]
 
     def step_time(self, prefill_tokens: int, decode_count: int,
-                  prefill: Sequence[tuple[int, int]] | None = None,
+                  prefill: Sequence[tuple[int, int, int]] | None = None,
                   decode_positions: Sequence[int] | None = None) -> int:
         t = (self._base + self._per_prefill_token * float(prefill_tokens)) \
             + self._per_decode_token * float(decode_count)
@@ -234,7 +235,7 @@ class RooflineLatency(_AlphaOverheads):
         return comp, dyn
 
     def step_time(self, prefill_tokens: int, decode_count: int,
-                  prefill: Sequence[tuple[int, int]] | None,
+                  prefill: Sequence[tuple[int, int, int]] | None,
                   decode_positions: Sequence[int] | None) -> int:
         if not prefill and not decode_positions:
             return 1
@@ -242,7 +243,7 @@ class RooflineLatency(_AlphaOverheads):
         comp = 0.0
         dyn = 0.0
         if prefill:
-            for pi, n in prefill:
+            for pi, n, _ in prefill:
                 comp += self.flops(pi, n) / tpf / self._peak_prefill
                 weights, total = self.memory(pi, n, True)
                 dyn += (total - weights) / tpf
@@ -258,6 +259,154 @@ class RooflineLatency(_AlphaOverheads):
         return ticks if ticks > 1 else 1
 
 
+class TrainedPhysicsLatency:
+    """Roofline basis functions, each scaled by a learned beta, plus learned fixed overheads.
+
+    Unlike the roofline, no MFU is applied and the terms are added, not maxed::
+
+        step = prefill + decode + b2*T_weight + b3*T_tp + b4*layers + b5*batch + b6
+               + b7*MoE layers (interleaved MoE/dense models only)
+        prefill = b0*T_pf_compute + b8*T_pf_kv    (b0*max(T_pf_compute, T_pf_kv) below 9 betas)
+        decode  = b1*T_dc_compute + b9*T_dc_kv    (b1*max(T_dc_compute, T_dc_kv) below 10 betas)
+
+    Times are in µs; compute is divided by peak FLOP/µs (FP8 peak for 1-byte weights when the
+    GPU has one), bytes by peak bytes/µs, and every per-GPU term by TP. The alphas are fixed
+    per-request overheads: alpha[0] queueing, alpha[1] after the last decode, alpha[2] per
+    output token.
+    """
+
+    needs_positions = True
+
+    def __init__(self, model_config: ModelConfig, hardware: HardwareConfig, tp: int,
+                 alpha: Sequence[float], beta: Sequence[float]) -> None:
+        mc = model_config
+        self._queueing = clamp64(alpha[0])
+        self._post_decode = clamp64(alpha[1])
+        self._output_token = clamp64(alpha[2])
+        # Missing betas are zero: 7 leave out the MoE term; 9 split prefill, 10 split decode.
+        self._beta = ([float(b) for b in beta[:10]] + [0.0] * 10)[:10]
+        self._prefill_split = len(beta) >= 9
+        self._decode_split = len(beta) >= 10
+
+        layers = mc.num_layers
+        moe = mc.num_local_experts > 1
+        if moe and mc.interleave_moe_layer_step > 0:
+            moe_layers = layers // (mc.interleave_moe_layer_step + 1)
+        else:
+            moe_layers = layers if moe else 0
+        kv_heads = mc.num_kv_heads if mc.num_kv_heads > 0 else mc.num_heads
+        head_dim = mc.hidden_dim // mc.num_heads
+        self._moe = moe
+        self._moe_layers = float(moe_layers)
+        self._dense_layers = float(layers - moe_layers)
+        # The per-MoE-layer overhead applies to interleaved MoE/dense models only.
+        self._moe_scaling = 1.0 if moe and mc.interleave_moe_layer_step > 0 else 0.0
+        self._layers = float(layers)
+        self._d = float(mc.hidden_dim)
+        self._d_kv = float(kv_heads * head_dim)
+        self._head_dim = float(head_dim)
+        self._tp = float(tp)
+        self._tp_int = tp
+        self._heads_per_gpu = float(mc.num_heads) / float(tp)
+        self._experts = float(mc.num_local_experts)
+        self._k_eff = float(max(1, mc.num_experts_per_tok))
+        self._d_ff_moe = float(mc.moe_expert_ffn_dim if mc.moe_expert_ffn_dim > 0 else mc.intermediate_dim)
+        self._d_ff_dense = float(mc.dense_intermediate_dim if mc.dense_intermediate_dim > 0
+                                 else mc.intermediate_dim)
+        self._weight_bytes = mc.effective_weight_bytes
+        peak = hardware.tflops_peak * 1e6
+        if self._weight_bytes == 1.0 and hardware.tflops_fp8 > 0:
+            peak = hardware.tflops_fp8 * 1e6
+        self._flops_per_us = peak
+        self._bytes_per_us = hardware.bw_peak_tbs * 1e6
+
+    def queueing_time(self, input_len: int) -> int:
+        return self._queueing
+
+    def output_token_processing_time(self) -> int:
+        return self._output_token
+
+    def post_decode_fixed_overhead(self) -> int:
+        return self._post_decode
+
+    def _compute_time(self, tokens: float, attention_flops: float) -> float:
+        """Projection, attention and FFN FLOPs of ``tokens`` tokens, in µs (upstream's order)."""
+        L, d, tp = self._layers, self._d, self._tp
+        proj = L * 2 * tokens * d * (2 * d + 2 * self._d_kv) / tp
+        ffn = 0.0
+        if self._moe_layers > 0:
+            ffn += self._moe_layers * tokens * self._k_eff * 6 * d * self._d_ff_moe / tp
+        if self._dense_layers > 0:
+            ffn += self._dense_layers * tokens * 1 * 6 * d * self._d_ff_dense / tp
+        return (proj + attention_flops + ffn) / self._flops_per_us
+
+    def basis(self, prefill: Sequence[tuple[int, int, int]], decode_positions: Sequence[int],
+              ) -> tuple[float, float, float, float, float, float]:
+        """(T_pf_compute, T_pf_kv, T_dc_compute, T_dc_kv, T_weight, T_tp) of one step, in µs."""
+        L, d, tp, d_kv, head_dim = self._layers, self._d, self._tp, self._d_kv, self._head_dim
+        heads = self._heads_per_gpu
+        prefill_tokens = 0.0
+        attention = 0.0
+        for _, n, input_len in prefill:
+            t = float(n)
+            prefill_tokens += t
+            # Upstream's causal context is the whole prompt, even for a later chunk.
+            attention += 4 * heads * t * (float(input_len) + t / 2) * head_dim
+        decode_tokens = float(len(decode_positions))
+        context = float(sum(decode_positions))  # an integer sum: exact in any order
+
+        pf_compute = pf_kv = dc_compute = dc_kv = 0.0
+        if prefill_tokens > 0:
+            pf_compute = self._compute_time(prefill_tokens, L * attention)
+            pf_kv = L * 2 * (d_kv / tp) * prefill_tokens * 2.0 / self._bytes_per_us
+        if decode_tokens > 0:
+            dc_compute = self._compute_time(decode_tokens, L * 4 * heads * context * head_dim)
+            dc_kv = L * 2 * (d_kv / tp) * 2.0 * (context + decode_tokens) / self._bytes_per_us
+
+        tokens = prefill_tokens + decode_tokens
+        experts = 1.0
+        if self._moe:
+            experts = min(self._experts, max(self._k_eff, tokens * self._k_eff))
+        wb = self._weight_bytes
+        weights = L * d * (2 * d + 2 * d_kv) * wb / tp
+        ffn = 0.0
+        if self._moe_layers > 0:
+            ffn += self._moe_layers * experts * 3 * d * self._d_ff_moe * wb / tp
+        if self._dense_layers > 0:
+            ffn += self._dense_layers * 1 * 3 * d * self._d_ff_dense * wb / tp
+        weight = (weights + ffn) / self._bytes_per_us
+
+        all_reduce = 0.0
+        if self._tp_int > 1:
+            units = 2 * self._dense_layers + self._moe_layers  # attention + FFN; MoE FFN is not reduced
+            share = float(self._tp_int - 1) / tp
+            all_reduce = units * tokens * d * 2.0 * 2.0 * share / self._bytes_per_us
+        return pf_compute, pf_kv, dc_compute, dc_kv, weight, all_reduce
+
+    def step_time(self, prefill_tokens: int, decode_count: int,
+                  prefill: Sequence[tuple[int, int, int]] | None,
+                  decode_positions: Sequence[int] | None) -> int:
+        prefill = prefill or ()
+        decode_positions = decode_positions or ()
+        batch = len(prefill) + len(decode_positions)
+        if batch == 0:
+            return 1
+        pf_compute, pf_kv, dc_compute, dc_kv, weight, all_reduce = self.basis(prefill, decode_positions)
+        b = self._beta
+        if self._prefill_split:
+            prefill_term = b[0] * pf_compute + b[8] * pf_kv
+        else:
+            prefill_term = b[0] * (pf_compute if pf_compute > pf_kv else pf_kv)
+        if self._decode_split:
+            decode_term = b[1] * dc_compute + b[9] * dc_kv
+        else:
+            decode_term = b[1] * (dc_compute if dc_compute > dc_kv else dc_kv)
+        t = (prefill_term + decode_term + b[2] * weight + b[3] * all_reduce + b[4] * self._layers
+             + b[5] * float(batch) + b[6] + b[7] * self._moe_scaling * self._moe_layers)
+        ticks = clamp64(t)
+        return ticks if ticks > 1 else 1
+
+
 def _check_coefficients(name: str, coeffs: Sequence[float]) -> None:
     for i, c in enumerate(coeffs):
         if math.isnan(c):
@@ -268,11 +417,46 @@ def _check_coefficients(name: str, coeffs: Sequence[float]) -> None:
             raise LatencyConfigError(f"latency model: {name}[{i}] must be non-negative, got {c:f}")
 
 
+def _trained_physics_problem(mc: ModelConfig, hw: HardwareConfig, tp: int) -> str | None:
+    """The first architecture or GPU check of upstream's NewTrainedPhysicsModel that fails."""
+    if tp <= 0:
+        return f"TP must be > 0, got {tp}"
+    for name, value in (("NumLayers", mc.num_layers), ("NumHeads", mc.num_heads),
+                        ("HiddenDim", mc.hidden_dim), ("IntermediateDim", mc.intermediate_dim)):
+        if value <= 0:
+            return f"{name} must be > 0, got {value}"
+    kv_heads = mc.num_kv_heads if mc.num_kv_heads > 0 else mc.num_heads
+    for name, heads in (("NumHeads", mc.num_heads), ("NumKVHeads", kv_heads)):
+        if heads % tp != 0:
+            return f"{name} ({heads}) must be divisible by TP ({tp})"
+    for name, value in (("TFlopsPeak", hw.tflops_peak), ("BwPeakTBs", hw.bw_peak_tbs)):
+        if not value > 0 or math.isinf(value):
+            return f"{name} must be valid positive, got {format_go_v(value)}"
+    if mc.num_local_experts > 1 and mc.num_experts_per_tok <= 0:
+        return (f"MoE config invalid - NumLocalExperts={mc.num_local_experts} "
+                "but NumExpertsPerTok must be > 0")
+    return None
+
+
+def _trained_physics(mc: ModelConfig, hw: HardwareConfig, tp: int, alpha: Sequence[float],
+                     beta: Sequence[float]) -> TrainedPhysicsLatency:
+    """Upstream's NewTrainedPhysicsModel: its checks, in its order, then the model."""
+    if len(beta) < 7:
+        raise LatencyConfigError(f"trained-physics model: BetaCoeffs requires at least 7 elements, "
+                                 f"got {len(beta)} (expected β₁-β₇, optionally β₈)")
+    problem = _trained_physics_problem(mc, hw, tp)
+    if problem:
+        raise LatencyConfigError(f"trained-physics model: {problem}")
+    _check_coefficients("AlphaCoeffs", alpha)
+    _check_coefficients("BetaCoeffs", beta)
+    return TrainedPhysicsLatency(mc, hw, tp, alpha, beta)
+
+
 def build_latency_model(backend: str, alpha: Sequence[float], beta: Sequence[float],
                         model_config: ModelConfig | None = None,
                         hardware: HardwareConfig | None = None, tp: int = 0,
                         warn: Callable[[str], None] | None = None,
-                        ) -> BlackboxLatency | RooflineLatency:
+                        ) -> BlackboxLatency | RooflineLatency | TrainedPhysicsLatency:
     """Upstream's NewLatencyModel: validate, then build the backend's model.
 
     ``warn`` receives the blackbox deprecation notice; build one model per run and share it
@@ -299,7 +483,8 @@ def build_latency_model(backend: str, alpha: Sequence[float], beta: Sequence[flo
         _check_coefficients("BetaCoeffs", beta)
         return BlackboxLatency(alpha, beta)
     if backend == "trained-physics":
-        raise LatencyConfigError("latency model: the trained-physics backend is not supported by blis; "
-                                 "use roofline or blackbox")
+        if model_config is None or hardware is None:
+            raise LatencyConfigError("latency model: trained-physics requires a model config and a hardware config")
+        return _trained_physics(model_config, hardware, tp, alpha, beta)
     raise LatencyConfigError(f"latency model: unknown backend {json.dumps(backend)}; "
                              f"valid options: {', '.join(VALID_BACKENDS)}")

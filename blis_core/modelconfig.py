@@ -545,19 +545,11 @@ def calculate_kv_blocks(mc: ModelConfig, hw: HardwareConfig, tp: int, block_size
     non_torch_gib = (_NON_TORCH_GIB_TP1 if tp == 1 else _NON_TORCH_GIB_PER_GPU) * float(tp)
     overhead_gib = weights_gib + activation_gib + non_torch_gib
     if overhead_gib >= available_gib:
-        per_gpu_available = hw.memory_gib * gpu_mem_util
-        per_gpu_capacity = per_gpu_available - _NON_TORCH_GIB_PER_GPU
-        if per_gpu_capacity <= 0:
-            raise ValueError(
-                f"CalculateKVBlocks: insufficient per-GPU capacity ({per_gpu_available:.2f} GiB available - "
-                f"{_NON_TORCH_GIB_PER_GPU:.2f} GiB non-torch overhead = {per_gpu_capacity:.2f} GiB). "
-                "Cannot fit model even with increased TP")
-        min_tp = math.ceil((weights_gib + activation_gib) / per_gpu_capacity)
         raise ValueError(
             f"CalculateKVBlocks: model overhead ({overhead_gib:.2f} GiB = {weights_gib:.2f} weights + "
             f"{activation_gib:.2f} activation + {non_torch_gib:.2f} non-torch) exceeds available GPU "
             f"memory ({available_gib:.2f} GiB = {hw.memory_gib:.1f} GiB × {gpu_mem_util * 100:.0f}% "
-            f"util × {tp} GPUs). Minimum GPUs required per instance: {min_tp}")
+            f"util × {tp} GPUs)")
     allocatable_gib = available_gib - overhead_gib
     blocks = math.trunc(allocatable_gib * _GIB) // per_block
     if blocks <= 0:

@@ -1,8 +1,9 @@
 """Turn the latency-related CLI flags into a complete latency configuration.
 
 This is upstream's ``resolveLatencyConfig`` (4e179804): fill GPU/TP/vLLM version from the
-model's defaults, pick blackbox coefficients, load the architecture and GPU for the roofline,
-and auto-derive ``--total-kv-blocks`` and ``--max-model-len`` when they were not given. Where
+model's defaults, pick blackbox or trained-physics coefficients, load the architecture and GPU
+for the analytical backends (roofline, trained-physics), and auto-derive ``--total-kv-blocks``
+and ``--max-model-len`` when they were not given. Where
 upstream would download a ``config.json`` from HuggingFace, blis uses its catalog instead and
 fails with a clear message if the model is not in it.
 """
@@ -73,8 +74,8 @@ class ResolvedLatency:
     hardware: str
     tp: int
     vllm_version: str
-    model_config: ModelConfig | None  # roofline only
-    hardware_config: HardwareConfig | None  # roofline only
+    model_config: ModelConfig | None  # roofline and trained-physics only
+    hardware_config: HardwareConfig | None  # roofline and trained-physics only
     total_kv_blocks: int
     max_model_len: int
     warnings: tuple[str, ...]
@@ -213,22 +214,25 @@ class _Resolver:
         alpha, beta = tuple(o.alpha), tuple(o.beta)
         total_kv_blocks, max_model_len = o.total_kv_blocks, o.max_model_len
         mc = hw = None
-        if backend == "trained-physics":
-            raise self.fail("--latency-model trained-physics is not supported by blis; "
-                            "use --latency-model roofline or blackbox")
-        if backend == "roofline":
+        if backend in ("roofline", "trained-physics"):
             missing = [flag for flag, absent in (("--hardware (GPU type)", gpu == ""),
                                                  ("--tp (tensor parallelism)", tp <= 0)) if absent]
-            if missing:
+            if missing and backend == "roofline":
                 raise self.fail(
                     f"Roofline mode (the default) requires {' and '.join(missing)}. No defaults found in "
                     f"defaults.yaml for model={self.model}. Provide these flags explicitly, or use "
                     "--latency-model blackbox for offline coefficient-based estimation")
-            if o.latency_model_given and o.beta_given:
+            if missing:
+                raise self.fail(f"--latency-model trained-physics requires {' and '.join(missing)}. "
+                                f"No defaults found in defaults.yaml for model={self.model}. "
+                                "Provide these flags explicitly")
+            if backend == "roofline" and o.latency_model_given and o.beta_given:
                 raise self.fail("--alpha-coeffs/--beta-coeffs cannot be used with --latency-model roofline. "
                                 "Roofline computes step time analytically. Use --latency-model blackbox "
                                 "if you want coefficient-based estimation")
             mc = self.model_config(catalog)
+            if backend == "trained-physics":
+                alpha, beta = self.trained_physics_coefficients(catalog, alpha, beta)
             hw = self.hardware(catalog, gpu)
             if not o.total_kv_blocks_given:
                 total_kv_blocks = self.auto_kv_blocks(mc, hw, tp, total_kv_blocks)
@@ -257,6 +261,24 @@ class _Resolver:
             backend=backend, alpha=alpha, beta=beta, model=self.model, hardware=gpu, tp=tp,
             vllm_version=vllm_version, model_config=mc, hardware_config=hw,
             total_kv_blocks=total_kv_blocks, max_model_len=max_model_len, warnings=tuple(self.warnings))
+
+    def trained_physics_coefficients(self, catalog: Catalog, alpha: tuple[float, ...],
+                                     beta: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The coefficient flags where given, else the catalog's trained-physics set."""
+        o = self.o
+        trained = catalog.trained_physics
+        if trained is not None:
+            beta = beta if o.beta_given else trained.beta
+            alpha = alpha if o.alpha_given else trained.alpha
+        if not o.beta_given and (len(beta) < 7 or _all_zeros(beta)):
+            raise self.fail(f"--latency-model trained-physics: no trained_physics_coefficients found in "
+                            f"{o.defaults_filepath} and no --beta-coeffs provided. Add "
+                            "trained_physics_coefficients to defaults.yaml or provide --beta-coeffs explicitly")
+        if not o.alpha_given and _all_zeros(alpha):
+            self.warnings.append("--latency-model trained-physics: no trained-physics alpha coefficients "
+                                 "found; QueueingTime, PostDecodeFixedOverhead, and OutputTokenProcessingTime "
+                                 "will use zero alpha (may underestimate TTFT/E2E)")
+        return alpha, beta
 
     def blackbox_kv_blocks(self, catalog: Catalog, gpu: str, tp: int, current: int) -> int:
         """Best effort for blackbox: any missing config is a warning, never an error."""

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import attrs
 
@@ -21,7 +22,7 @@ from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.decisions import TRACE_LEVELS, TraceConfig
 from blis_core.disaggregation import PDConfig, PoolEngine
 from blis_core.flowcontrol import FlowControlConfig
-from blis_core.modelconfig import kv_bytes_per_token
+from blis_core.modelconfig import HardwareConfig, kv_bytes_per_token
 from blis_core.resolve import ResolveError
 from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
                                   evaluate_result, parse_fitness_weights)
@@ -82,18 +83,21 @@ def _latency_options(config: RunConfig):
     )
 
 
-def _resolve(config: RunConfig):
+def _resolve(config: RunConfig, quiet: bool = False):
+    """Resolve the latency flags, logging upstream's warnings unless ``quiet``."""
     from blis_core.resolve import ResolveError, resolve_latency
 
     options = _latency_options(config)
     try:
         resolved = resolve_latency(options)
     except ResolveError as exc:
-        for warning in exc.warnings:
-            log.warning(warning)
+        if not quiet:
+            for warning in exc.warnings:
+                log.warning(warning)
         raise ConfigurationError(str(exc)) from None
-    for warning in resolved.warnings:
-        log.warning(warning)
+    if not quiet:
+        for warning in resolved.warnings:
+            log.warning(warning)
     return resolved
 
 
@@ -205,7 +209,8 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
         log.warning("--kv-offload-threshold is deprecated and ignored")
     trace = _trace_config(config)
     flow_control = _flow_control_config(config, registry)
-    pd = _pd_config(config, resolved, registry)
+    warn = _once(log.warning)  # upstream prints the blackbox deprecation once per process
+    pd = _pd_config(config, resolved, registry, warn)
     block_size = e.block_size_in_tokens
     mml = resolved.max_model_len
     if mml > 0 and -(-mml // block_size) > resolved.total_kv_blocks:
@@ -215,7 +220,7 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
     try:
         latency = build_latency_model(resolved.backend, list(resolved.alpha), list(resolved.beta),
                                       resolved.model_config, resolved.hardware_config,
-                                      resolved.tp, warn=log.warning)
+                                      resolved.tp, warn=warn)
     except LatencyConfigError as exc:
         raise ConfigurationError(str(exc)) from None
     scorers = config.policies.routing.scorers
@@ -292,8 +297,21 @@ def _sample_interval(config: RunConfig) -> int:
     return o.timeseries_interval if o.timeseries else 0
 
 
-def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
+def _once(emit: Callable[[str], None]) -> Callable[[str], None]:
+    """``emit``, but each distinct message only the first time."""
+    seen: set[str] = set()
+
+    def emit_once(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            emit(message)
+    return emit_once
+
+
+def _pd_config(config: RunConfig, resolved, registry, warn) -> PDConfig | None:
     """Check the P/D flags (upstream's messages) and build the pools' configuration."""
+    from blis_core.latency import BLACKBOX_DEPRECATION_WARNING
+
     d = config.disaggregation
     p_count, d_count = d.prefill_instances, d.decode_instances
     for flag, value in (("--prefill-instances", p_count), ("--decode-instances", d_count)):
@@ -327,7 +345,14 @@ def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
         if getattr(d, name) < 0:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be >= 0, got "
                                      f"{getattr(d, name)}")
-    engines = [_pool_engine(config, resolved, role) for role in ("prefill", "decode")]
+    engines = []
+    for role in ("prefill", "decode"):
+        engine = _pool_engine(config, resolved, role, warn)
+        if engine is None and resolved.backend == "blackbox":
+            # Upstream builds the pools' instances in order, each with its own latency model: a
+            # pool that keeps the run's blackbox model prints the deprecation notice here.
+            warn(BLACKBOX_DEPRECATION_WARNING)
+        engines.append(engine)
     decider = d.decider or "never"
     try:
         decider_cls = registry.get("disaggregation", decider)
@@ -369,13 +394,14 @@ def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:
                     routers[0], routers[1], engines[0], engines[1])
 
 
-def _pool_engine(config: RunConfig, resolved, role: str) -> PoolEngine | None:
+def _pool_engine(config: RunConfig, resolved, role: str, warn) -> PoolEngine | None:
     """A pool's own step-time model, KV cache size and MaxModelLen when its flags override the
     model's TP, GPU, latency model or MaxModelLen; None when they do not.
 
     As upstream at 4e179804: the pool's step time uses its TP and latency model but the run's
-    GPU; an analytical pool whose TP or GPU differs gets its KV blocks recomputed for them
-    (even over --total-kv-blocks); its MaxModelLen is capped at its KV capacity.
+    GPU and the run's resolved coefficients (whatever backend they were resolved for); an
+    analytical pool whose TP or GPU differs gets its KV blocks recomputed for them (even over
+    --total-kv-blocks); its MaxModelLen is capped at its KV capacity.
     """
     from blis_core.latency import LatencyConfigError, build_latency_model
     from blis_core.modelconfig import calculate_kv_blocks
@@ -388,23 +414,24 @@ def _pool_engine(config: RunConfig, resolved, role: str) -> PoolEngine | None:
     if (tp, gpu, backend) == (resolved.tp, resolved.hardware, resolved.backend) \
             and not max_model_len:
         return None
-    if backend == "blackbox" and resolved.backend != "blackbox":
-        # Upstream builds such a pool from the coefficient flags as given (zeros by default),
-        # without looking the coefficients up.
-        m = config.model
+    alpha, beta = list(resolved.alpha), list(resolved.beta)
+    if backend == "blackbox":  # no architecture needed, and its KV cache is the run's
         try:
-            latency = build_latency_model("blackbox", list(m.alpha_coeffs or (0.0, 0.0, 0.0)),
-                                          list(m.beta_coeffs or (0.0, 0.0, 0.0)))
+            latency = build_latency_model("blackbox", alpha, beta, warn=warn)
         except LatencyConfigError as exc:
             raise ConfigurationError(f"{role} pool: {exc}") from None
         return PoolEngine(latency, resolved.total_kv_blocks,
                           max_model_len or resolved.max_model_len)
+    # The pool is resolved only for its architecture, GPU and KV capacity: its coefficients are
+    # the run's, so the coefficient flags take no part (and cannot clash with its backend).
     pool = config.replace(**{"model.tp": tp, "model.hardware": resolved.hardware,
-                             "model.latency_model": backend})
+                             "model.latency_model": backend, "model.alpha_coeffs": None,
+                             "model.beta_coeffs": None})
     if max_model_len:
         pool = pool.replace(**{"engine.max_model_len": max_model_len})
     try:
-        pool_resolved = _resolve(pool)
+        # Upstream resolves the flags once; the pool's pass must not repeat the run's warnings.
+        pool_resolved = _resolve(pool, quiet=True)
         blocks = pool_resolved.total_kv_blocks
         if backend != "blackbox" and (tp, gpu) != (resolved.tp, resolved.hardware):
             from blis_core.resolve import resolve_hardware
@@ -413,10 +440,14 @@ def _pool_engine(config: RunConfig, resolved, role: str) -> PoolEngine | None:
             blocks = calculate_kv_blocks(pool_resolved.model_config, hardware, tp,
                                          config.engine.block_size_in_tokens,
                                          config.model.gpu_memory_utilization)
-            pool_resolved = _resolve(pool.replace(**{"engine.total_kv_blocks": blocks}))
-        latency = build_latency_model(pool_resolved.backend, list(pool_resolved.alpha),
-                                      list(pool_resolved.beta), pool_resolved.model_config,
-                                      pool_resolved.hardware_config, pool_resolved.tp)
+            pool_resolved = _resolve(pool.replace(**{"engine.total_kv_blocks": blocks}), quiet=True)
+        hardware = pool_resolved.hardware_config
+        if resolved.hardware_config is None:
+            # A blackbox run never loads its GPU's specification: upstream hands the pool an empty
+            # one, which the analytical model's checks then refuse.
+            hardware = HardwareConfig(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        latency = build_latency_model(pool_resolved.backend, alpha, beta, pool_resolved.model_config,
+                                      hardware, pool_resolved.tp, warn=warn)
     except (ConfigurationError, LatencyConfigError, ResolveError, ValueError) as exc:
         raise ConfigurationError(f"{role} pool: {exc}") from None
     return PoolEngine(latency, blocks, pool_resolved.max_model_len)

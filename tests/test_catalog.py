@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from _shared import requires_shared, shared_dir
-from blis_core.catalog import Catalog, CatalogError
+from blis_core.catalog import Catalog, CatalogError, TrainedPhysicsCoefficients
 from blis_core.modelconfig import load_hardware, load_hf_config
 from blis_core.resolve import LatencyOptions, resolve_latency
 
@@ -53,6 +53,16 @@ def test_shipped_coefficients_equal_upstream_models_in_order():
             theirs["id"], theirs["GPU"], theirs["tensor_parallelism"], theirs["vllm_version"])
         assert ours.alpha == tuple(float(v) for v in theirs["alpha_coeffs"])
         assert ours.beta == tuple(float(v) for v in theirs["beta_coeffs"])
+
+
+@requires_shared
+def test_shipped_trained_physics_coefficients_equal_upstream():
+    upstream = yaml.safe_load(_upstream("defaults.yaml").read_text())["trained_physics_coefficients"]
+    shipped = Catalog.shipped().trained_physics
+    assert shipped.alpha == tuple(float(v) for v in upstream["alpha_coeffs"])
+    assert shipped.beta == tuple(float(v) for v in upstream["beta_coeffs"])
+    assert (len(shipped.alpha), len(shipped.beta)) == (3, 10)
+    assert Catalog.from_upstream(_upstream("defaults.yaml")).trained_physics == shipped
 
 
 @requires_shared
@@ -181,3 +191,24 @@ def test_from_upstream_missing_defaults_file_is_empty(tmp_path):
     catalog = Catalog.from_upstream(tmp_path / "nowhere.yaml")
     assert catalog.defaults_for(LLAMA_8B) == ("", 0, "")
     assert catalog.coefficient_table() == ()
+    assert catalog.trained_physics is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("version: 0.0.1\n", None),
+    ("trained_physics_coefficients:\n", None),  # null, as upstream's nil pointer
+    ("trained_physics_coefficients: {}\n", TrainedPhysicsCoefficients((), ())),
+    ("trained_physics_coefficients:\n  beta_coeffs: [1, 2.5, 3, 4, 5, 6, 7]\n",
+     TrainedPhysicsCoefficients((), (1.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0))),
+    ("trained_physics_coefficients: {alpha_coeffs: [1, 2, 3], beta_coeffs: [0, 0, 0, 0, 0, 0, 1]}\n",
+     TrainedPhysicsCoefficients((1.0, 2.0, 3.0), (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0))),
+])
+def test_from_upstream_reads_trained_physics_coefficients(tmp_path, text, expected):
+    assert Catalog.from_upstream(_write_defaults(tmp_path, text)).trained_physics == expected
+
+
+def test_from_upstream_trained_physics_coefficients_are_strict(tmp_path):
+    with pytest.raises(CatalogError, match="field gamma_coeffs not found in trained_physics_coefficients"):
+        Catalog.from_upstream(_write_defaults(tmp_path, "trained_physics_coefficients: {gamma_coeffs: [1]}\n"))
+    with pytest.raises(CatalogError, match="trained_physics_coefficients.beta_coeffs: expected a list"):
+        Catalog.from_upstream(_write_defaults(tmp_path, "trained_physics_coefficients: {beta_coeffs: x}\n"))

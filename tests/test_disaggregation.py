@@ -4,6 +4,7 @@ Parity with upstream is checked by the corpus (families ``j_``); these tests che
 invariants on runs the corpus does not cover.
 """
 
+import math
 import subprocess
 import sys
 
@@ -12,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import blis_core
+import blis_core.catalog
+from blis_core.latency import RooflineLatency, TrainedPhysicsLatency
 
 MODEL = ("--model qwen/qwen2.5-7b-instruct --latency-model blackbox --hardware H100 --tp 4 "
          "--alpha-coeffs 6748.565706303843,1.60068623289796,1952.6809484593186 "
@@ -127,9 +130,15 @@ def _blis(*args):
      "--pd-transfer-contention requires PD disaggregation"),
     (["--num-instances", "4", "--prefill-instances", "2", "--decode-instances", "2",
       "--prefill-tp", "-2"], "--prefill-tp must be >= 0, got -2"),
+    # A blackbox run loads no GPU specification: an analytical pool gets an empty one (upstream).
     (["--num-instances", "4", "--prefill-instances", "2", "--decode-instances", "2",
       "--decode-latency-model", "roofline"],
-     "decode pool: --alpha-coeffs/--beta-coeffs cannot be used with --latency-model roofline"),
+     "decode pool: latency model: invalid roofline config: HardwareCalib.TFlopsPeak must be a valid "
+     "positive number, got 0"),
+    # ... and the run's three betas, too few for trained-physics.
+    (["--num-instances", "4", "--prefill-instances", "2", "--decode-instances", "2",
+      "--prefill-latency-model", "trained-physics"],
+     "prefill pool: trained-physics model: BetaCoeffs requires at least 7 elements, got 3"),
 ])
 def test_bad_pd_input_is_one_line(args, message):
     done = _blis(*args)
@@ -165,3 +174,21 @@ def test_per_pool_overrides_give_a_pool_its_own_engine():
     ratio = (split.simulation.config.pd.kv_bytes_per_token
              / plain.simulation.config.pd.kv_bytes_per_token)
     assert ratio == 2.0
+
+
+def test_a_pool_with_its_own_backend_or_tp_keeps_the_run_coefficients():
+    """Upstream overrides only a pool's TP, GPU, backend and lengths: the coefficients stay the
+    run's, whatever backend they were resolved for."""
+    base = "--num-instances 2 --prefill-instances 1 --decode-instances 1 --pd-decider always --num-requests 5"
+    trained = blis_core.evaluate(blis_core.RunConfig.from_args(
+        f"--model qwen/qwen3-14b --latency-model trained-physics --hardware H100 --tp 1 {base} "
+        "--prefill-latency-model roofline"))
+    prefill, decode = trained.simulation.instances
+    assert isinstance(prefill.latency, RooflineLatency)
+    assert isinstance(decode.latency, TrainedPhysicsLatency)
+    alpha = blis_core.catalog.Catalog.shipped().trained_physics.alpha
+    assert prefill.latency.queueing_time(100) == math.trunc((0.0 + alpha[0]) + alpha[1] * 100.0)
+    assert prefill.latency.output_token_processing_time() == math.trunc(alpha[2])
+
+    blackbox = run(f"{base} --prefill-tp 2")  # no coefficient lookup for the pool's TP
+    assert blackbox.simulation.instances[0].latency.step_time(0, 0) == 2206

@@ -221,8 +221,6 @@ def test_kv_auto_calculation_failure_keeps_the_current_value(tmp_path):
      "--alpha-coeffs/--beta-coeffs cannot be used with --latency-model roofline. Roofline computes step time "
      "analytically. Use --latency-model blackbox if you want coefficient-based estimation"),
     ({"max_model_len": -1, "max_model_len_given": True}, "--max-model-len must be >= 0, got -1"),
-    ({"latency_model": "trained-physics", "latency_model_given": True},
-     "--latency-model trained-physics is not supported by blis; use --latency-model roofline or blackbox"),
 ])
 def test_flag_errors(change, message):
     assert str(_error(attrs.evolve(LatencyOptions(model=LLAMA_8B), **change))) == message
@@ -233,3 +231,64 @@ def test_defaults_filepath_that_does_not_exist_fills_nothing(tmp_path):
                                   defaults_filepath_given=True))
     assert str(error).startswith("Roofline mode (the default) requires --hardware (GPU type) and --tp")
     assert error.warnings == ()
+
+
+# -- trained-physics --------------------------------------------------------------------------
+
+QWEN3 = "qwen/qwen3-14b"
+TRAINED = {"latency_model": "trained-physics", "latency_model_given": True}
+
+
+def test_trained_physics_takes_the_catalog_coefficients_and_derives_like_roofline():
+    """The x_trained_physics_qwen3_14b corpus case's flags; its stderr is the two vLLM lines."""
+    resolved = resolve_latency(LatencyOptions(model=QWEN3, hardware="H100", tp=1, **TRAINED))
+    trained = Catalog.shipped().trained_physics
+    assert (resolved.backend, resolved.alpha, resolved.beta) == ("trained-physics", trained.alpha, trained.beta)
+    assert resolved.model_config == Catalog.shipped().model_config(QWEN3)
+    assert resolved.hardware_config == Catalog.shipped().gpu("H100")
+    assert (resolved.total_kv_blocks, resolved.max_model_len) == (15909, 40960)
+    assert list(resolved.warnings) == [f"Finding default values of vLLM version for model={QWEN3}",
+                                       "Using default vLLM version=vllm/vllm-openai:v0.11.0"]
+
+
+def test_trained_physics_coefficient_flags_win_whatever_their_length():
+    # Too few betas is the latency model's error (at construction), not resolution's.
+    resolved = resolve_latency(LatencyOptions(model=QWEN3, hardware="H100", tp=1, alpha=(1.0, 2.0, 3.0),
+                                              alpha_given=True, beta=(4.0, 5.0), beta_given=True, **TRAINED))
+    assert (resolved.alpha, resolved.beta) == ((1.0, 2.0, 3.0), (4.0, 5.0))
+
+
+def test_trained_physics_needs_hardware_and_tp():
+    error = _error(LatencyOptions(model="acme/secret-model", tp=2, **TRAINED))
+    assert str(error) == ("--latency-model trained-physics requires --hardware (GPU type). No defaults found in "
+                          "defaults.yaml for model=acme/secret-model. Provide these flags explicitly")
+
+
+@requires_shared
+@pytest.mark.parametrize(("section", "message", "warning"), [
+    ("", "no trained_physics_coefficients found in {path}", None),
+    ("trained_physics_coefficients:\n  alpha_coeffs: [1, 2, 3]\n  beta_coeffs: [1, 2, 3, 4, 5, 6]\n",
+     "no trained_physics_coefficients found in {path}", None),
+    ("trained_physics_coefficients:\n  alpha_coeffs: [1, 2, 3]\n  beta_coeffs: [0, 0, 0, 0, 0, 0, 0]\n",
+     "no trained_physics_coefficients found in {path}", None),
+    ("trained_physics_coefficients:\n  beta_coeffs: [1, 2, 3, 4, 5, 6, 7]\n", None,
+     "--latency-model trained-physics: no trained-physics alpha coefficients found; QueueingTime, "
+     "PostDecodeFixedOverhead, and OutputTokenProcessingTime will use zero alpha (may underestimate TTFT/E2E)"),
+])
+def test_trained_physics_coefficients_from_an_upstream_defaults_file(tmp_path, section, message, warning):
+    upstream = _upstream("defaults.yaml").read_text()
+    body = upstream[:upstream.index("trained_physics_coefficients:")] + section
+    path = tmp_path / "defaults.yaml"
+    path.write_text(body)
+    (tmp_path / "model_configs").symlink_to(_upstream("model_configs"))
+    (tmp_path / "hardware_config.json").symlink_to(_upstream("hardware_config.json"))
+    options = LatencyOptions(model=QWEN3, hardware="H100", tp=1, defaults_filepath=str(path),
+                             defaults_filepath_given=True, **TRAINED)
+    if message:
+        assert str(_error(options)) == (
+            f"--latency-model trained-physics: {message.format(path=path)} and no --beta-coeffs provided. "
+            "Add trained_physics_coefficients to defaults.yaml or provide --beta-coeffs explicitly")
+    else:
+        resolved = resolve_latency(options)
+        assert (resolved.alpha, resolved.beta[:2]) == ((), (1.0, 2.0))
+        assert resolved.warnings[-1] == warning

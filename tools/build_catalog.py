@@ -85,16 +85,17 @@ _CatalogDumper.add_representer(float, _represent_float)
 _CatalogDumper.add_representer(list, _represent_list)
 
 
-def _write(output_dir: Path, name: str, key: str, body: Any) -> None:
-    text = HEADER + yaml.dump({key: body}, Dumper=_CatalogDumper, sort_keys=False,
+def _write(output_dir: Path, name: str, content: dict[str, Any]) -> None:
+    text = HEADER + yaml.dump(content, Dumper=_CatalogDumper, sort_keys=False,
                               default_flow_style=False, allow_unicode=True, width=100)
-    if yaml.safe_load(text) != {key: body}:
+    if yaml.safe_load(text) != content:
         raise SystemExit(f"{name}: YAML round trip changed a value")
     (output_dir / name).write_text(text, encoding="utf-8")
 
 
 def build(upstream: Path, output_dir: Path = OUTPUT_DIR) -> None:
-    """Write gpus.yaml, models.yaml and coefficients.yaml into ``output_dir``."""
+    """Write gpus.yaml, models.yaml and coefficients.yaml (blackbox table and trained-physics
+    coefficients) into ``output_dir``."""
     source = Catalog.from_upstream(upstream / "defaults.yaml")
     converter = cattrs.Converter()
 
@@ -121,10 +122,16 @@ def build(upstream: Path, output_dir: Path = OUTPUT_DIR) -> None:
                      "alpha": list(c.alpha), "beta": list(c.beta)}
                     for c in source.coefficient_table()]
 
+    trained = source.trained_physics
+    if trained is None:
+        raise SystemExit("defaults.yaml has no trained_physics_coefficients")
+    trained_physics = {"alpha": list(trained.alpha), "beta": list(trained.beta)}
+
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write(output_dir, "gpus.yaml", "gpus", gpus)
-    _write(output_dir, "models.yaml", "models", models)
-    _write(output_dir, "coefficients.yaml", "coefficients", coefficients)
+    _write(output_dir, "gpus.yaml", {"gpus": gpus})
+    _write(output_dir, "models.yaml", {"models": models})
+    _write(output_dir, "coefficients.yaml", {"coefficients": coefficients,
+                                             "trained_physics": trained_physics})
 
 
 if __name__ == "__main__":
