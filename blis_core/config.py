@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from blis_core.autoscaling import AutoscalerConfig
 from blis_core.decisions import TraceConfig
 from blis_core.disaggregation import PDConfig
 from blis_core.events import MAX_TICK
@@ -77,3 +78,7 @@ class SimulationConfig:
     slo_priorities: dict | None = None    # overrides of the SLO priority map
     trace: TraceConfig = TraceConfig()    # the decision trace (off by default)
     pd: PDConfig | None = None            # prefill/decode pools (None: every instance serves all)
+    hardware: str = ""                    # the GPU an instance without node pools reports
+    tp: int = 1                           # GPUs one instance takes on a node pool
+    node_pools: tuple = ()                # infrastructure.NodePoolSpec values (empty: no pools)
+    autoscaler: AutoscalerConfig | None = None

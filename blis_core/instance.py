@@ -77,6 +77,12 @@ class Instance:
         self.step_pending = False
         self.step_count = 0
         self.in_flight = 0
+        # Lifecycle and placement (blis_core.infrastructure): "" is the untracked, routable
+        # state of an instance without node pools.
+        self.state = ""
+        self.gpu_type = ""
+        self.tp_degree = 0
+        self.cost_per_hour = 0.0
         self.last_left = 0
         self.counters = InstanceCounters()
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop

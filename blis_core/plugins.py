@@ -30,6 +30,7 @@ KINDS = {
     "blis_length_distributions": "length",
     "blis_workload_sources": "source",
     "blis_disaggregation_deciders": "disaggregation",
+    "blis_autoscalers": "autoscaler",
     "blis_commands": "command",
 }
 
@@ -44,6 +45,7 @@ _WHAT = {
     "length": "length distribution",
     "source": "workload source",
     "disaggregation": "PD decider",
+    "autoscaler": "autoscaler",
     "command": "command",
 }
 

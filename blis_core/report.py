@@ -135,7 +135,12 @@ def trace_section(evaluation: EvaluationResult) -> list[str]:
 def render_text(evaluation: EvaluationResult) -> str:
     """Upstream's stdout: per-instance blocks when N > 1, the cluster block, then sections."""
     out = []
-    if len(evaluation.instance_summaries) > 1:
+    simulation = evaluation.simulation
+    # Upstream prints the blocks when --num-instances > 1, however many instances were placed
+    # or added by an autoscaler.
+    configured = (simulation.config.num_instances if simulation is not None
+                  else len(evaluation.instance_summaries))
+    if configured > 1:
         for summary in evaluation.instance_summaries:
             out += ["=== Simulation Metrics ===", go_json(summary)]
     out += ["=== Simulation Metrics ===", go_json(evaluation.summary)]
