@@ -179,7 +179,7 @@ class Elasticity:
             return
         inst = min(candidates, key=lambda i: i.id)
         transition(inst, DRAINING)
-        self.cluster.routable.remove(inst)
+        self.cluster.stop_routing(inst)
         self.scale_downs += 1
         self._note_action(now, -1)
         self._record_replicas(now)

@@ -221,8 +221,7 @@ class Cluster:
 
     def add_instance(self, inst) -> None:
         """An instance built during the run joins the cluster (routable, after the others)."""
-        if self.routable is self.instances:
-            self.routable = list(self.instances)
+        self._own_routable()
         self.instances.append(inst)
         self.routable.append(inst)
         self.by_id[inst.id] = inst
@@ -231,6 +230,15 @@ class Cluster:
             self._cached[inst.id] = _CachedSnapshot()
         if self.cache_view is not None:
             self.cache_view.add(inst)
+
+    def stop_routing(self, inst) -> None:
+        """A draining instance leaves routing (it stays in ``instances`` to finish its work)."""
+        self._own_routable()
+        self.routable.remove(inst)
+
+    def _own_routable(self) -> None:
+        if self.routable is self.instances:
+            self.routable = list(self.instances)
 
     def deliver(self, req, target, time: int, decode_with_kv: bool = False) -> None:
         """A routed request goes to its instance (a P/D decode sub-request with its KV)."""

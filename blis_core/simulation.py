@@ -36,6 +36,15 @@ class SimulationResult:
         return trace.records if trace is not None else []
 
     @property
+    def elasticity(self):
+        """What the autoscaler did (an ``autoscaling.ElasticityMetrics``), or None without node
+        pools and autoscaler. Instances still holding GPUs count until the run's end."""
+        elastic = self.cluster.elastic
+        if elastic is None:
+            return None
+        return elastic.metrics(self.summary.counters["sim_ended_time"])
+
+    @property
     def requests(self) -> list:
         merged = {}
         for inst in self.instances:
