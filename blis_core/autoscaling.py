@@ -40,10 +40,13 @@ class AutoscalerConfig:
     params: dict = attrs.field(factory=dict)
     scrape_delay_mean: float = 0.0          # HPA scrape delay, seconds
     scrape_delay_stddev: float = 0.0
-    # blis: two scale actions in opposite directions at most this far apart are an oscillation.
-    oscillation_window_us: int = 60_000_000
+    # blis: two scale actions in opposite directions at most this far apart are an oscillation
+    # (0: three tick intervals, long enough for a reversal on the next tick or the one after).
+    oscillation_window_us: int = 0
 
-    DEFAULT_OSCILLATION_WINDOW = 60_000_000
+    @property
+    def oscillation_window(self) -> int:
+        return self.oscillation_window_us or 3 * self.interval_us
 
 
 def sample_delay(mean: float, stddev: float, rng) -> int:
@@ -90,6 +93,7 @@ class Elasticity:
         self.oscillations = 0
         self._last_action = None            # (tick, direction) of the previous scale action
         self.started: dict = {}             # instance id -> tick it started holding GPUs
+        self.drained: dict = {}             # instance id -> tick it left routing
         self.ended: dict = {}               # instance id -> tick it released them
         self.timeline: list = []
 
@@ -180,6 +184,7 @@ class Elasticity:
         inst = min(candidates, key=lambda i: i.id)
         transition(inst, DRAINING)
         self.cluster.stop_routing(inst)
+        self.drained[inst.id] = now
         self.scale_downs += 1
         self._note_action(now, -1)
         self._record_replicas(now)
@@ -195,7 +200,7 @@ class Elasticity:
     # -- metrics ------------------------------------------------------------------------------
     def _note_action(self, now: int, direction: int) -> None:
         last = self._last_action
-        window = self.config.oscillation_window_us if self.config is not None else 0
+        window = self.config.oscillation_window if self.config is not None else 0
         if last is not None and last[1] != direction and now - last[0] <= window:
             self.oscillations += 1
         self._last_action = (now, direction)

@@ -260,10 +260,9 @@ def _autoscaler_config(section) -> AutoscalerConfig | None:
     if not section.interval_us > 0:
         return None
     name, params = autoscaler_plugin(section)
-    window = int(section.oscillation_window_us) or AutoscalerConfig.DEFAULT_OSCILLATION_WINDOW
     return AutoscalerConfig(int(section.interval_us), name, params,
                             section.hpa_scrape_delay.mean, section.hpa_scrape_delay.stddev,
-                            window)
+                            int(section.oscillation_window_us))
 
 
 def _pd_config(config: RunConfig, resolved, registry) -> PDConfig | None:

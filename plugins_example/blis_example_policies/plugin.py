@@ -2,6 +2,7 @@
 
 from blis_core import hookimpl
 from blis_example_policies.arrivals import OnOffArrival
+from blis_example_policies.autoscalers import QueueTarget
 from blis_example_policies.deciders import LongPrompt
 from blis_example_policies.policies import Lifo, ShortestQueue
 
@@ -24,3 +25,8 @@ def blis_arrival_processes():
 @hookimpl
 def blis_disaggregation_deciders():
     return [LongPrompt]
+
+
+@hookimpl
+def blis_autoscalers():
+    return [QueueTarget]
