@@ -353,8 +353,9 @@ def bundle_problems(b: PolicyBundle, registry) -> list[str]:
             registry.get("autoscaler", name)(**params)
         except (TypeError, ValueError) as exc:
             out.append(f"autoscaler.params: {exc}")
-    if s.interval_us > 0 and b.node_pools and not any(
-            p.initial_nodes > 0 for p in b.node_pools):
+    # Upstream runs such a cluster with no instance at all (every request rejected by
+    # routing); blis refuses it as the mistake it almost certainly is.
+    if b.node_pools and not any(p.initial_nodes > 0 for p in b.node_pools):
         out.append("node_pools: no pool has initial nodes, so there are no GPUs to place "
                    "instances on")
     return out

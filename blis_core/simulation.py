@@ -129,6 +129,7 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                    tenant_budgets=_tenant_budgets(config),
                    trace=(DecisionTrace(config.trace.counterfactual_k)
                           if config.trace.records else None))
+    cluster.heap = heap    # the instances' heap, even when no startup instance was placed
     if config.pd is not None:
         cluster.pd = _disaggregation(cluster, config, registry)
     if placement is not None or config.autoscaler is not None:

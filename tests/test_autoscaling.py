@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import blis_core
+from _shared import run_cli
 from blis_core.infrastructure import HOLDS_GPUS, TERMINATED
 from blis_core.plugins import get_registry
 from blis_core.protocols import Autoscaler
@@ -133,8 +134,6 @@ def test_replica_seconds_and_cost_follow_the_pools(tmp_path):
 
 
 def test_blis_only_lines_print_only_for_blis_autoscalers(tmp_path, capsys):
-    from tests._shared import run_cli
-
     base = "routing: {policy: least-loaded}\n" + pools(4, 1)
     for policy, shown in (("oscillator", True), ("wva", False)):
         (tmp_path / "p.yaml").write_text(base + autoscaler(policy))
@@ -162,10 +161,9 @@ def test_every_autoscaler_satisfies_the_protocol():
     (pools(4, 1) + "autoscaler: {interval_us: 1, oscillation_window_us: -1}\n",
      "autoscaler.oscillation_window_us: must be a finite value >= 0"),
     (pools(0, 1), "node_pools[0].gpus_per_node: must be >= 1, got 0"),
+    (pools(4, 0), "node_pools: no pool has initial nodes"),
 ])
 def test_bad_autoscaler_bundles_exit_2_with_one_line(tmp_path, capsys, bundle, expected):
-    from tests._shared import run_cli
-
     (tmp_path / "p.yaml").write_text(bundle)
     code, _, err = run_cli(f"run {MODEL} --policy-config {tmp_path}/p.yaml".split(), capsys)
     assert code == 2
