@@ -22,7 +22,7 @@ import logging
 
 import attrs
 
-from blis_core.events import MAX_TICK, SCALE_ACTUATION, SCALING_TICK
+from blis_core.events import INSTANCE_LOADED, MAX_TICK, SCALE_ACTUATION, SCALING_TICK
 from blis_core.infrastructure import (ACTIVE, DRAINING, LOADING, TERMINATED, transition)
 from blis_core.protocols import ModelSignals, ReplicaMetrics, ScalingState, VariantInfo
 
@@ -80,7 +80,8 @@ class Elasticity:
     """Drives the autoscaler inside a cluster: ticks, actuations, drains and terminations."""
 
     def __init__(self, cluster, config: AutoscalerConfig | None, autoscaler, placement,
-                 make_instance, rng, tp: int) -> None:
+                 make_instance, rng, tp: int, loading_delay: tuple = (0.0, 0.0),
+                 loading_rng=None) -> None:
         self.cluster = cluster
         self.config = config
         self.autoscaler = autoscaler
@@ -88,6 +89,9 @@ class Elasticity:
         self.make_instance = make_instance
         self.rng = rng
         self.tp = tp if tp >= 1 else 1
+        self.loading_delay = loading_delay
+        self.loading_rng = loading_rng
+        self.loaded: dict = {}              # instance id -> tick it became routable
         self.seq = 0
         self.scale_ups = self.scale_downs = self.failed_placements = 0
         self.oscillations = 0
@@ -101,6 +105,7 @@ class Elasticity:
     def start(self) -> None:
         for inst in self.cluster.instances:
             self.started[inst.id] = 0
+            self.loaded[inst.id] = 0
         self._record_replicas(0)
         if self.config is not None and self.config.interval_us > 0:
             self.cluster._push(0, SCALING_TICK, None)
@@ -110,6 +115,11 @@ class Elasticity:
             self.tick(now)
         elif kind == SCALE_ACTUATION:
             self.actuate(now, payload)
+        elif kind == INSTANCE_LOADED and payload.state == LOADING:
+            transition(payload, ACTIVE)
+            self.cluster.start_routing(payload)
+            self.loaded[payload.id] = now
+            self._record_replicas(now)
 
     def tick(self, now: int) -> None:
         cluster = self.cluster
@@ -168,11 +178,19 @@ class Elasticity:
         inst.tp_degree = d.tp
         inst.cost_per_hour = self.placement.cost_of(pool.gpu_type)
         transition(inst, LOADING)
-        transition(inst, ACTIVE)
-        self.cluster.add_instance(inst)
         self.started[inst_id] = now
         self.scale_ups += 1
         self._note_action(now, +1)
+        mean, stddev = self.loading_delay
+        delay = sample_delay(mean, stddev, self.loading_rng) if mean > 0 or stddev > 0 else 0
+        if delay > 0:
+            # blis extension: the instance holds its GPUs but is not routable while it loads.
+            self.cluster.add_instance(inst, routable=False)
+            self.cluster._push(now + delay, INSTANCE_LOADED, inst)
+            return
+        transition(inst, ACTIVE)
+        self.cluster.add_instance(inst)
+        self.loaded[inst_id] = now
         self._record_replicas(now)
 
     def _scale_down(self, now: int, d) -> None:

@@ -112,6 +112,14 @@ class AutoscalerSection:
 
 
 @attrs.frozen
+class InstanceLifecycleSection:
+    """blis extension (upstream's parser refuses the key at 4e179804): how long an instance the
+    autoscaler adds takes to load its model before it is routable (seconds; 0: at once)."""
+
+    loading_delay: DelaySpec = DelaySpec()
+
+
+@attrs.frozen
 class PolicyBundle:
     """The whole bundle; every section defaults to "not set"."""
 
@@ -122,6 +130,7 @@ class PolicyBundle:
     tenant_budgets: dict[str, float] | None = None
     node_pools: tuple[NodePool, ...] = ()
     autoscaler: AutoscalerSection = AutoscalerSection()
+    instance_lifecycle: InstanceLifecycleSection = InstanceLifecycleSection()
 
 
 # -- structuring --------------------------------------------------------------------------------
@@ -336,6 +345,10 @@ def bundle_problems(b: PolicyBundle, registry) -> list[str]:
     down = z.scale_down_boundary or 0.4
     need(down < up, "autoscaler.analyzer.scale_down_boundary",
          f"effective scale_down_boundary {down:g} must be < scale_up_threshold {up:g}")
+    for field in ("mean", "stddev"):
+        v = getattr(b.instance_lifecycle.loading_delay, field)
+        need(finite(v) and v >= 0, f"instance_lifecycle.loading_delay.{field}",
+             f"must be a finite value >= 0, got {v:g}")
     v = s.oscillation_window_us
     need(finite(v) and v >= 0, "autoscaler.oscillation_window_us",
          f"must be a finite value >= 0, got {v:g}")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION, MAX_TICK,
-                              ROUTING, SCALING_TICK)
+from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION,
+                              INSTANCE_LOADED, MAX_TICK, ROUTING, SCALING_TICK)
 from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.slo import is_sheddable
@@ -219,17 +219,26 @@ class Cluster:
         """Arrival events pushed and not yet popped (upstream pendingArrivals)."""
         return self.arrivals_pushed - self.arrivals_popped
 
-    def add_instance(self, inst) -> None:
-        """An instance built during the run joins the cluster (routable, after the others)."""
+    def add_instance(self, inst, routable: bool = True) -> None:
+        """An instance built during the run joins the cluster after the others (routable now,
+        or once :meth:`start_routing` is called for it)."""
         self._own_routable()
         self.instances.append(inst)
-        self.routable.append(inst)
+        if routable:
+            self.routable.append(inst)
         self.by_id[inst.id] = inst
         inst.on_done = self._request_done
         if self.snapshot_refresh_interval > 0:
             self._cached[inst.id] = _CachedSnapshot()
         if self.cache_view is not None:
             self.cache_view.add(inst)
+
+    def start_routing(self, inst) -> None:
+        """A loaded instance becomes routable, in its place in instance order."""
+        self._own_routable()
+        members = set(map(id, self.routable))
+        members.add(id(inst))
+        self.routable[:] = [i for i in self.instances if id(i) in members]
 
     def stop_routing(self, inst) -> None:
         """A draining instance leaves routing (it stays in ``instances`` to finish its work)."""
@@ -417,7 +426,7 @@ class Cluster:
                 if pd is not None:
                     pd.observe_routing(req, target.id)
                 self.deliver(req, target, time)
-            elif kind >= SCALING_TICK:
+            elif kind >= SCALING_TICK or kind == INSTANCE_LOADED:
                 elastic.handle(time, kind, req)
             else:
                 pd.handle(time, kind, req)

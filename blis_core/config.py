@@ -82,3 +82,4 @@ class SimulationConfig:
     tp: int = 1                           # GPUs one instance takes on a node pool
     node_pools: tuple = ()                # infrastructure.NodePoolSpec values (empty: no pools)
     autoscaler: AutoscalerConfig | None = None
+    loading_delay: tuple = (0.0, 0.0)     # (mean, stddev) seconds an added instance loads

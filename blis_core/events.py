@@ -22,7 +22,9 @@ PREFILL_ROUTING = 4
 KV_TRANSFER_START = 5
 KV_TRANSFER_DONE = 6
 DECODE_ROUTING = 7
-# The autoscaler (blis_core.autoscaling).
+# The autoscaler (blis_core.autoscaling); a loaded instance precedes every other event of its
+# tick, as upstream's InstanceLoadedEvent (priority -1).
+INSTANCE_LOADED = -1
 SCALING_TICK = 8
 SCALE_ACTUATION = 9
 
@@ -42,6 +44,7 @@ PRIORITY = {
     KV_TRANSFER_START: 5,
     KV_TRANSFER_DONE: 6,
     DECODE_ROUTING: 7,
+    INSTANCE_LOADED: -1,
     SCALING_TICK: 8,
     SCALE_ACTUATION: 9,
     ARRIVAL: 0,

@@ -252,6 +252,8 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
                                       p.min_nodes, p.max_nodes, p.cost_per_hour)
                          for p in b.node_pools),
         autoscaler=_autoscaler_config(b.autoscaler),
+        loading_delay=(b.instance_lifecycle.loading_delay.mean,
+                       b.instance_lifecycle.loading_delay.stddev),
     )
 
 

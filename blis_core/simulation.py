@@ -143,8 +143,10 @@ def _elasticity(cluster, config: SimulationConfig, registry, placement, make_ins
     autoscaler = None
     if scaling is not None:
         autoscaler = registry.get("autoscaler", scaling.policy)(**scaling.params)
+    rng = PartitionedRNG(config.seed)
     return Elasticity(cluster, scaling, autoscaler, placement, make_instance,
-                      PartitionedRNG(config.seed).for_subsystem("autoscaler"), tp)
+                      rng.for_subsystem("autoscaler"), tp, config.loading_delay,
+                      rng.for_subsystem("instance-loading"))
 
 
 def _pool_config(config: SimulationConfig, index: int) -> SimulationConfig:

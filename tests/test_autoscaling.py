@@ -63,7 +63,7 @@ def check_lifecycle(result) -> None:
         if record["kind"] != "routing":
             continue
         target, tick = record["chosen"], record["clock"]
-        assert elastic.started[target] <= tick, record
+        assert elastic.loaded[target] <= tick, record     # never while Loading
         assert tick <= elastic.drained.get(target, tick), record
 
 
@@ -72,13 +72,15 @@ def check_lifecycle(result) -> None:
 @given(policy=st.sampled_from(["wva", "threshold", "oscillator"]),
        gpus=st.integers(1, 4), a100=st.sampled_from([0, 2]), start=st.integers(1, 3),
        rate=st.sampled_from([5.0, 40.0]), delay=st.sampled_from([0.0, 0.3]),
-       routing=st.sampled_from(["round-robin", "least-loaded"]), seed=st.integers(0, 2**31 - 1))
+       routing=st.sampled_from(["round-robin", "least-loaded"]),
+       loading=st.sampled_from([0.0, 0.7]), seed=st.integers(0, 2**31 - 1))
 def test_placement_and_routing_respect_the_lifecycle(tmp_path, policy, gpus, a100, start, rate,
-                                                     delay, routing, seed):
+                                                     delay, routing, loading, seed):
     extra = f"  hpa_scrape_delay: {{mean: {delay}, stddev: 0.1}}\n"
     params = "cooldown_us: 1000000" if policy == "threshold" else ""
     bundle = (f"routing: {{policy: {routing}}}\n" + pools(gpus, 1, a100)
-              + autoscaler(policy, params=params, extra=extra))
+              + autoscaler(policy, params=params, extra=extra)
+              + f"instance_lifecycle: {{loading_delay: {{mean: {loading}, stddev: 0.2}}}}\n")
     result = run(tmp_path, bundle, f"--num-instances {start} --rate {rate} --num-requests 120 "
                  f"--seed {seed} --prompt-tokens 600 --output-tokens 80 --trace-level decisions")
     check_lifecycle(result)
@@ -169,3 +171,16 @@ def test_bad_autoscaler_bundles_exit_2_with_one_line(tmp_path, capsys, bundle, e
     assert code == 2
     lines = [line for line in err.splitlines() if "p.yaml" in line]
     assert len(lines) == 1 and expected in lines[0], err
+
+
+def test_a_loading_instance_becomes_routable_after_its_delay(tmp_path):
+    base = "routing: {policy: least-loaded}\n" + pools(4, 1) + autoscaler("oscillator")
+    lifecycle = "instance_lifecycle: {loading_delay: {mean: 0.25, stddev: 0}}\n"
+    result = run(tmp_path, base + lifecycle, STEADY + " --trace-level decisions")
+    elastic = result.simulation.cluster.elastic
+    added = [i for i in elastic.started if i.startswith("autoscale-")]
+    assert added
+    for inst_id in added:
+        if inst_id in elastic.loaded:
+            assert elastic.loaded[inst_id] - elastic.started[inst_id] == 250_000
+    check_lifecycle(result)
