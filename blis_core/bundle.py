@@ -8,9 +8,9 @@ file. Each problem is reported as one line naming the file and the YAML path of 
 
     policy.yaml: routing.scorers[1].weight: expected a number, got 'x'
 
-``node_pools`` and ``autoscaler`` are parsed and validated per the schema, but a bundle that
-would make upstream use them (a non-empty pool list, an autoscaler interval > 0) is refused as
-not supported yet rather than silently ignored.
+``node_pools`` and ``autoscaler`` follow upstream's schema; ``autoscaler.policy``,
+``autoscaler.params`` and ``autoscaler.oscillation_window_us`` are blis extensions that select
+and configure an autoscaler plugin (docs/autoscaling.md).
 
 The CLI applies a bundle with :func:`apply_bundle`'s precedence: a flag given explicitly on the
 command line overrides the bundle; the bundle overrides the flag defaults.
@@ -104,6 +104,19 @@ class AutoscalerSection:
     scale_down_stabilization_window_us: float = 0.0
     hpa_scrape_delay: DelaySpec = DelaySpec()
     analyzer: AnalyzerSection = AnalyzerSection()
+    # blis extensions (upstream has no such keys): the autoscaler plugin ("" = wva, upstream's
+    # pipeline), its parameters, and the window of the scale-oscillation counter.
+    policy: str = ""
+    params: dict[str, float] | None = None
+    oscillation_window_us: float = 0.0
+
+
+@attrs.frozen
+class InstanceLifecycleSection:
+    """blis extension (upstream's parser refuses the key at 4e179804): how long an instance the
+    autoscaler adds takes to load its model before it is routable (seconds; 0: at once)."""
+
+    loading_delay: DelaySpec = DelaySpec()
 
 
 @attrs.frozen
@@ -117,6 +130,7 @@ class PolicyBundle:
     tenant_budgets: dict[str, float] | None = None
     node_pools: tuple[NodePool, ...] = ()
     autoscaler: AutoscalerSection = AutoscalerSection()
+    instance_lifecycle: InstanceLifecycleSection = InstanceLifecycleSection()
 
 
 # -- structuring --------------------------------------------------------------------------------
@@ -331,12 +345,49 @@ def bundle_problems(b: PolicyBundle, registry) -> list[str]:
     down = z.scale_down_boundary or 0.4
     need(down < up, "autoscaler.analyzer.scale_down_boundary",
          f"effective scale_down_boundary {down:g} must be < scale_up_threshold {up:g}")
-    # Features of later issues: refuse rather than silently ignore what upstream would use.
-    if b.node_pools:
-        out.append("node_pools: not supported yet (node pools are not implemented)")
-    if s.interval_us > 0:
-        out.append("autoscaler: not supported yet (the autoscaler is not implemented)")
+    for field in ("mean", "stddev"):
+        v = getattr(b.instance_lifecycle.loading_delay, field)
+        need(finite(v) and v >= 0, f"instance_lifecycle.loading_delay.{field}",
+             f"must be a finite value >= 0, got {v:g}")
+    v = s.oscillation_window_us
+    need(finite(v) and v >= 0, "autoscaler.oscillation_window_us",
+         f"must be a finite value >= 0, got {v:g}")
+    if s.policy:
+        known = _known("autoscaler", registry)
+        if s.policy not in known:
+            out.append(f"autoscaler.policy: unknown autoscaler {s.policy!r} "
+                       f"(known: {', '.join(known)})")
+        elif s.interval_us > 0 and not b.node_pools and s.policy != "wva":
+            out.append(f"autoscaler.policy: the {s.policy} autoscaler needs node_pools to "
+                       "place replicas on")
+    if not out and s.interval_us > 0:
+        name, params = autoscaler_plugin(s)
+        try:
+            registry.get("autoscaler", name)(**params)
+        except (TypeError, ValueError) as exc:
+            out.append(f"autoscaler.params: {exc}")
+    # Upstream runs such a cluster with no instance at all (every request rejected by
+    # routing); blis refuses it as the mistake it almost certainly is.
+    if b.node_pools and not any(p.initial_nodes > 0 for p in b.node_pools):
+        out.append("node_pools: no pool has initial nodes, so there are no GPUs to place "
+                   "instances on")
     return out
+
+
+def autoscaler_plugin(section: AutoscalerSection) -> tuple[str, dict]:
+    """The autoscaler plugin a section selects and its constructor parameters: upstream's
+    keys (windows, analyzer, 0 meaning the default) for ``wva``, ``params`` for any other."""
+    name = section.policy or "wva"
+    params = dict(section.params or {})
+    if name == "wva":
+        z = section.analyzer
+        params = {"scale_up_window_us": section.scale_up_stabilization_window_us,
+                  "scale_down_window_us": section.scale_down_stabilization_window_us,
+                  "kv_cache_threshold": z.kv_cache_threshold or 0.8,
+                  "scale_up_threshold": z.scale_up_threshold or 0.8,
+                  "scale_down_boundary": z.scale_down_boundary or 0.4,
+                  "avg_input_tokens": z.avg_input_tokens or 512.0, **params}
+    return name, params
 
 
 # -- loading ------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION, MAX_TICK,
-                              ROUTING)
+from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION,
+                              INSTANCE_LOADED, MAX_TICK, ROUTING, SCALING_TICK)
 from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.slo import is_sheddable
@@ -76,6 +76,19 @@ class PrefixCacheView:
             self.frozen = list(self.maps.values())
         else:
             self.maps = {inst.id: inst.kv.key_to_block for inst in instances}
+
+    def add(self, inst) -> None:
+        """An instance built during the run (an autoscaler's) joins the view, its copy empty."""
+        kv = inst.kv
+        self.block_size[inst.id] = kv.block_size
+        if self.delay > 0:
+            live = kv.key_to_block = _JournaledKeys(kv.key_to_block)
+            live.touched = []
+            self.live.append(live)
+            self.maps[inst.id] = frozen = set(live)
+            self.frozen.append(frozen)
+        else:
+            self.maps[inst.id] = kv.key_to_block
 
     def refresh(self, clock: int) -> None:
         """Re-freeze every instance's key set if ``delay`` has passed since the last time."""
@@ -160,6 +173,11 @@ class Cluster:
         self.trace = trace                # a DecisionTrace, or None: nothing recorded
         self.pd = None                    # a Disaggregation when P/D pools are configured
         self.gateway = None               # a flowcontrol.Gateway with --flow-control
+        self.elastic = None               # an autoscaling.Elasticity with node pools/autoscaler
+        # The instances routers may see; the same list as ``instances`` unless an instance's
+        # lifecycle (blis_core.infrastructure) takes it out of routing.
+        self.routable = instances
+        self.arrivals_pushed = 0          # arrival events queued so far
         self.routing_rejections = 0
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
@@ -198,7 +216,42 @@ class Cluster:
         if self.sessions is not None:
             follow_up = self.sessions.on_complete(req, tick)
             if follow_up is not None:
+                self.arrivals_pushed += 1
                 self._push(follow_up.arrival_time, CLUSTER_ARRIVAL, follow_up)
+
+    def pending_arrivals(self) -> int:
+        """Arrival events pushed and not yet popped (upstream pendingArrivals)."""
+        return self.arrivals_pushed - self.arrivals
+
+    def add_instance(self, inst, routable: bool = True) -> None:
+        """An instance built during the run joins the cluster after the others (routable now,
+        or once :meth:`start_routing` is called for it)."""
+        self._own_routable()
+        self.instances.append(inst)
+        if routable:
+            self.routable.append(inst)
+        self.by_id[inst.id] = inst
+        inst.on_done = self._request_done
+        if self.snapshot_refresh_interval > 0:
+            self._cached[inst.id] = _CachedSnapshot()
+        if self.cache_view is not None:
+            self.cache_view.add(inst)
+
+    def start_routing(self, inst) -> None:
+        """A loaded instance becomes routable, in its place in instance order."""
+        self._own_routable()
+        members = set(map(id, self.routable))
+        members.add(id(inst))
+        self.routable[:] = [i for i in self.instances if id(i) in members]
+
+    def stop_routing(self, inst) -> None:
+        """A draining instance leaves routing (it stays in ``instances`` to finish its work)."""
+        self._own_routable()
+        self.routable.remove(inst)
+
+    def _own_routable(self) -> None:
+        if self.routable is self.instances:
+            self.routable = list(self.instances)
 
     def deliver(self, req, target, time: int, decode_with_kv: bool = False) -> None:
         """A routed request goes to its instance (a P/D decode sub-request with its KV)."""
@@ -220,6 +273,7 @@ class Cluster:
         request.progress = decode.progress
         follow_up = self.sessions.on_complete(request, tick)
         if follow_up is not None:
+            self.arrivals_pushed += 1
             self._push(follow_up.arrival_time, CLUSTER_ARRIVAL, follow_up)
 
     def pool_state(self, req, pool_ids) -> RouterState:
@@ -236,7 +290,7 @@ class Cluster:
         clock = self.clock
         if self.cache_view is not None and refresh_cache:
             self.cache_view.refresh(clock)
-        for inst in self.instances:
+        for inst in self.routable:
             if req is not None and req.model and self.model and req.model != self.model:
                 continue
             kv = inst.kv
@@ -253,9 +307,9 @@ class Cluster:
                 inst.in_flight,
                 inst.counters.preemptions,
                 self.model,
-                "",
-                0,
-                0.0,
+                inst.gpu_type,
+                inst.tp_degree,
+                inst.cost_per_hour,
                 total * kv.block_size,
                 used * kv.block_size,
             ))
@@ -273,7 +327,7 @@ class Cluster:
         if self.cache_view is not None and refresh_cache:
             self.cache_view.refresh(clock)
         cached = self._cached
-        for inst in self.instances:
+        for inst in self.routable:
             if req is not None and req.model and self.model and req.model != self.model:
                 continue
             c = cached[inst.id]
@@ -307,9 +361,9 @@ class Cluster:
                 inst.in_flight,
                 c.preemptions,
                 self.model,
-                "",
-                0,
-                0.0,
+                inst.gpu_type,
+                inst.tp_degree,
+                inst.cost_per_hour,
                 c.total_kv_capacity_tokens,
                 c.kv_tokens_in_use,
             ))
@@ -318,8 +372,13 @@ class Cluster:
     def run(self, requests, series=None, progress=None) -> None:
         """``series`` (a TimeSeries) samples the instances and ``progress`` (a Progress)
         reports on stderr; both only read state, at clock crossings (blis_core.timeseries)."""
-        for req in requests:
+        elastic = self.elastic
+        if elastic is not None:
+            elastic.start()    # the first scaling tick is queued before the arrivals
+        count = 0
+        for count, req in enumerate(requests, 1):
             self._push(req.arrival_time, CLUSTER_ARRIVAL, req)
+        self.arrivals_pushed += count
         heap = self.heap
         horizon = self.horizon
         instances = self.instances
@@ -350,6 +409,8 @@ class Cluster:
                 if gateway is not None and gateway.finished:
                     self.clock = time
                     gateway.after_instance_event()
+                if elastic is not None:
+                    elastic.after_instance_event(instances[lane], time)
                 if pd is not None and (pd.prefill_done or pd.decode_done):
                     pd.after_instance_event(time)
                 continue
@@ -388,6 +449,8 @@ class Cluster:
                 if pd is not None:
                     pd.observe_routing(req, target.id)
                 self.deliver(req, target, time)
+            elif kind >= SCALING_TICK or kind == INSTANCE_LOADED:
+                elastic.handle(time, kind, req)
             else:
                 pd.handle(time, kind, req)
         if series is not None or progress is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from blis_core.autoscaling import AutoscalerConfig
 from blis_core.decisions import TraceConfig
 from blis_core.disaggregation import PDConfig
 from blis_core.events import MAX_TICK
@@ -81,3 +82,8 @@ class SimulationConfig:
     flow_control: FlowControlConfig | None = None   # the gateway queue (None: off)
     # Time-series sampling (blis_core.timeseries): simulated ticks between samples; 0 = off.
     sample_interval: int = attrs.field(default=0, validator=_non_negative)
+    hardware: str = ""                    # the GPU an instance without node pools reports
+    tp: int = 1                           # GPUs one instance takes on a node pool
+    node_pools: tuple = ()                # infrastructure.NodePoolSpec values (empty: no pools)
+    autoscaler: AutoscalerConfig | None = None
+    loading_delay: tuple = (0.0, 0.0)     # (mean, stddev) seconds an added instance loads

@@ -24,8 +24,12 @@ REFERENCE_RPS = 100.0
 REFERENCE_TPS = 10_000.0
 REFERENCE_TICKS = 1000.0
 
-FITNESS_KEYS = ("mean_e2e", "mean_ttft", "p50_e2e", "p50_ttft", "p99_e2e", "p99_ttft",
-                "throughput", "tokens_per_sec")
+FITNESS_KEYS = ("gpu_cost", "mean_e2e", "mean_ttft", "p50_e2e", "p50_ttft", "p99_e2e",
+                "p99_ttft", "replica_seconds", "scale_oscillations", "throughput",
+                "tokens_per_sec")
+# Scales of the blis-only elasticity keys (lower is better: 1 / (1 + v / scale)).
+REFERENCE_COST = 1.0              # dollars
+REFERENCE_REPLICA_SECONDS = 3600.0
 
 
 class FitnessError(ValueError):
@@ -111,6 +115,7 @@ class AnomalyCounters:
     preemptions: int = 0
     gateway_queue_depth: int = 0             # flow control: still in the gateway queue at the end
     gateway_queue_shed: int = 0              # flow control: dropped for the queue's capacity
+    scale_oscillations: int = 0              # autoscaler direction reversals (blis only)
 
     def any_printed(self) -> bool:
         """Whether upstream prints the ``=== Anomaly Counters ===`` block (timed-out requests and
@@ -190,6 +195,7 @@ def hol_blocking_events(instances) -> int:
 
 def anomaly_counters(result) -> AnomalyCounters:
     c = result.summary.counters
+    elasticity = getattr(result, "elasticity", None)
     cluster = result.cluster
     gateway = cluster.gateway
     return AnomalyCounters(
@@ -204,6 +210,7 @@ def anomaly_counters(result) -> AnomalyCounters:
         preemptions=c["preemptions"],
         gateway_queue_depth=len(gateway.queue) if gateway is not None else 0,
         gateway_queue_shed=gateway.queue.shed if gateway is not None else 0,
+        scale_oscillations=elasticity.scale_oscillations if elasticity is not None else 0,
     )
 
 
@@ -243,6 +250,12 @@ class RawMetrics:
     per_slo_class: Mapping[str, ClassMetrics]
     per_tenant: Mapping[str, TenantMetrics]
     jain_fairness: float | None              # over tenants' output tokens; None without tenants
+    # Elasticity (blis only): what node pools cost and what the autoscaler did; None without
+    # node pools and autoscaler, when the three figures below are 0.
+    elasticity: object = None                # an autoscaling.ElasticityMetrics
+    gpu_cost: float = 0.0
+    replica_seconds: float = 0.0
+    scale_oscillations: int = 0
 
     def to_dict(self) -> dict:
         out = {}
@@ -250,6 +263,8 @@ class RawMetrics:
             value = getattr(self, field.name)
             if isinstance(value, Distribution):
                 value = value.to_dict()
+            elif field.name == "elasticity":
+                value = value.to_dict() if value is not None else None
             elif field.name in ("per_slo_class", "per_tenant"):
                 value = {k: value[k].to_dict() for k in sorted(value)}
             out[field.name] = value
@@ -267,6 +282,7 @@ def raw_metrics(result) -> RawMetrics:
     injected = (completed + c["still_queued"] + c["still_running"] + c["dropped_unservable"]
                 + c["timed_out"])
     cluster = result.cluster
+    elasticity = getattr(result, "elasticity", None)
     classes: dict = {}
     tenants: dict = {}
     for r in summary.requests:
@@ -314,6 +330,10 @@ def raw_metrics(result) -> RawMetrics:
         per_tenant=per_tenant,
         jain_fairness=(jain_fairness([per_tenant[n].output_tokens for n in per_tenant])
                        if per_tenant else None),
+        elasticity=elasticity,
+        gpu_cost=elasticity.gpu_cost if elasticity is not None else 0.0,
+        replica_seconds=elasticity.replica_seconds if elasticity is not None else 0.0,
+        scale_oscillations=elasticity.scale_oscillations if elasticity is not None else 0,
     )
 
 
@@ -377,6 +397,9 @@ def fitness_components(metrics: RawMetrics) -> dict[str, float]:
         "p99_ttft": lower_better(metrics.ttft_us.p99),
         "throughput": rps / (rps + REFERENCE_RPS),
         "tokens_per_sec": tps / (tps + REFERENCE_TPS),
+        "gpu_cost": 1.0 / (1.0 + metrics.gpu_cost / REFERENCE_COST),
+        "replica_seconds": 1.0 / (1.0 + metrics.replica_seconds / REFERENCE_REPLICA_SECONDS),
+        "scale_oscillations": 1.0 / (1.0 + metrics.scale_oscillations),
     }
 
 

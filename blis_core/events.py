@@ -22,6 +22,11 @@ PREFILL_ROUTING = 4
 KV_TRANSFER_START = 5
 KV_TRANSFER_DONE = 6
 DECODE_ROUTING = 7
+# The autoscaler (blis_core.autoscaling); a loaded instance precedes every other event of its
+# tick, as upstream's InstanceLoadedEvent (priority -1).
+INSTANCE_LOADED = -1
+SCALING_TICK = 8
+SCALE_ACTUATION = 9
 
 # Instance events. Upstream also queues Scheduled (3) and RequestLeft (4) events that only move
 # the instance clock; the instance records their times instead of queueing them.
@@ -39,6 +44,9 @@ PRIORITY = {
     KV_TRANSFER_START: 5,
     KV_TRANSFER_DONE: 6,
     DECODE_ROUTING: 7,
+    INSTANCE_LOADED: -1,
+    SCALING_TICK: 8,
+    SCALE_ACTUATION: 9,
     ARRIVAL: 0,
     QUEUED: 1,
     STEP: 2,

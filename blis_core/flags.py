@@ -121,6 +121,7 @@ ENGINE_FLAGS = (
     Flag("--routing-scorers", None, "", "Weighted routing scorers name:weight,... (default precise-prefix-cache:2,queue-depth:1,kv-utilization:1)."),
     Flag("--snapshot-refresh-interval", "cluster.snapshot_refresh_interval", 0, "Refresh interval of routing snapshot signals in ticks (0 = live).", INT64),
     Flag("--cache-signal-delay", "cluster.cache_signal_delay", 50000, "Staleness of the prefix-cache signals routers see, in ticks (0 = live).", INT64),
+    Flag("--model-autoscaler-interval-us", "policies.autoscaler.interval_us", 0.0, "Autoscaler tick interval in ticks (0 = off); replaces the bundle's autoscaler.interval_us.", float),
     Flag("--token-bucket-capacity", "policies.admission.token_bucket_capacity", 10000.0, "Token-bucket admission: capacity in tokens.", float),
     Flag("--token-bucket-refill-rate", "policies.admission.token_bucket_refill_rate", 1000.0, "Token-bucket admission: refill rate in tokens per second.", float),
     Flag("--priority-policy", "policies.priority.policy", "constant", "Instance priority policy plugin name."),

@@ -117,6 +117,16 @@ def blis_dispatch_orders() -> list[type]:
 
 
 @hookspec
+def blis_autoscalers() -> list[type]:
+    """Return autoscaler classes (protocol ``blis_core.protocols.Autoscaler``).
+
+    With node pools, the bundle's ``autoscaler.policy`` selects one (default ``wva``, upstream's
+    saturation pipeline); at every scaling tick its ``decide(state)`` returns the replicas to
+    add or drain. Built-in: ``wva``, ``threshold`` and the pathological ``oscillator``.
+    """
+
+
+@hookspec
 def blis_commands() -> list[type]:
     """Return CLI command classes: each has a ``name`` and a ``command()`` returning the
     ``click`` command (or group) that ``blis NAME`` runs.

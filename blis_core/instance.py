@@ -78,6 +78,12 @@ class Instance:
         self.step_count = 0
         self.in_flight = 0
         self.routed = 0                   # requests delivered here (the time series counts them)
+        # Lifecycle and placement (blis_core.infrastructure): "" is the untracked, routable
+        # state of an instance without node pools.
+        self.state = ""
+        self.gpu_type = ""
+        self.tp_degree = 0
+        self.cost_per_hour = 0.0
         self.last_left = 0
         self.counters = InstanceCounters()
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop

@@ -32,6 +32,7 @@ KINDS = {
     "blis_disaggregation_deciders": "disaggregation",
     "blis_saturation_detectors": "saturation",
     "blis_dispatch_orders": "dispatch",
+    "blis_autoscalers": "autoscaler",
     "blis_commands": "command",
 }
 
@@ -48,6 +49,7 @@ _WHAT = {
     "disaggregation": "PD decider",
     "saturation": "saturation detector",
     "dispatch": "dispatch order",
+    "autoscaler": "autoscaler",
     "command": "command",
 }
 

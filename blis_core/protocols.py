@@ -135,6 +135,73 @@ class DisaggregationDecider(Protocol):
     def decide(self, request) -> bool: ...
 
 
+class ReplicaMetrics(NamedTuple):
+    """One routable instance as an autoscaler sees it at a scaling tick."""
+
+    instance_id: str
+    gpu_type: str
+    tp: int                                # at least 1
+    kv_utilization: float
+    queue_depth: int
+    in_flight: int
+    cost_per_hour: float
+    total_kv_capacity_tokens: int
+    kv_tokens_in_use: int
+
+
+class ModelSignals(NamedTuple):
+    """The routable replicas of one model, in instance order."""
+
+    model: str
+    replicas: tuple
+
+
+class VariantInfo(NamedTuple):
+    """A GPU type the node pools offer: its replica TP, cost per hour and free GPUs now."""
+
+    gpu_type: str
+    tp: int
+    cost_per_hour: float
+    free_gpus: int
+
+
+class ScalingState(NamedTuple):
+    """What an autoscaler sees at a tick: the clock, per-model signals (models sorted), the
+    pools' variants (pool order) and the run's model (to scale a model with no replica)."""
+
+    clock: int
+    models: tuple
+    variants: tuple
+    model: str = ""
+
+
+@attrs.frozen(slots=True)
+class ScaleDecision:
+    """Add (``delta`` > 0) or drain (< 0) replicas of ``model`` on a (GPU type, TP) variant."""
+
+    model: str
+    gpu_type: str
+    tp: int
+    delta: int
+
+
+@runtime_checkable
+class Autoscaler(Protocol):
+    """Decides at every scaling tick how many replicas to add or drain.
+
+    ``decide(state)`` gets a :class:`ScalingState` and returns :class:`ScaleDecision` values;
+    the cluster applies them one HPA scrape delay later, in order: a ``+1`` places a new
+    instance first-fit on a free GPU of that type (skipped when none is free), a ``-1`` drains
+    the lexicographically smallest Active instance of that variant. An autoscaler may keep state
+    across ticks (stabilization windows, cooldowns) but must be deterministic given its calls.
+    The constructor takes the bundle's parameters of the autoscaler by keyword.
+    """
+
+    name: ClassVar[str]
+
+    def decide(self, state: ScalingState) -> Sequence[ScaleDecision]: ...
+
+
 @runtime_checkable
 class SaturationDetector(Protocol):
     """How saturated the cluster is, for the gateway queue of flow control (``--flow-control``).

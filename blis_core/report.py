@@ -24,8 +24,10 @@ def fitness_section(fitness: FitnessResult | None) -> list[str]:
     return lines
 
 
-def anomaly_section(counters: AnomalyCounters) -> list[str]:
-    if not counters.any_printed():
+def anomaly_section(counters: AnomalyCounters, elastic: bool = False) -> list[str]:
+    """``elastic``: a blis-only autoscaler ran, so the block also counts its oscillations
+    (never with upstream's wva pipeline, whose stdout stays upstream's)."""
+    if not counters.any_printed() and not (elastic and counters.scale_oscillations):
         return []
     lines = ["=== Anomaly Counters ===",
              f"Priority Inversions: {counters.priority_inversions}",
@@ -40,7 +42,28 @@ def anomaly_section(counters: AnomalyCounters) -> list[str]:
         lines.append(f"Gateway Queue Depth (horizon): {counters.gateway_queue_depth}")
     if counters.gateway_queue_shed > 0:
         lines.append(f"Gateway Queue Shed: {counters.gateway_queue_shed}")
+    if elastic:
+        lines.append(f"Scale Oscillations: {counters.scale_oscillations}")
     return lines
+
+
+def autoscaling_section(elasticity) -> list[str]:
+    """``=== Autoscaling Metrics ===`` (blis only), printed for blis-only autoscalers."""
+    e = elasticity
+    return ["=== Autoscaling Metrics ===",
+            f"Scale-Ups: {e.scale_ups}",
+            f"Scale-Downs: {e.scale_downs}",
+            f"Failed Placements: {e.failed_placements}",
+            f"Replicas: min={e.min_replicas} mean={e.mean_replicas:.2f} max={e.max_replicas}",
+            f"Replica-Seconds: {e.replica_seconds:.2f}",
+            f"GPU Cost: {e.gpu_cost:.4f}"]
+
+
+def shows_elasticity(simulation) -> bool:
+    """Whether stdout carries the blis-only elasticity lines: an autoscaler other than
+    upstream's ``wva`` ran (so upstream's own cases print exactly what upstream prints)."""
+    scaling = getattr(getattr(simulation, "config", None), "autoscaler", None)
+    return scaling is not None and scaling.policy != "wva"
 
 
 def kv_section(metrics: RawMetrics) -> list[str]:
@@ -106,14 +129,16 @@ def per_tenant_section(metrics: RawMetrics) -> list[str]:
 
 
 def _sections(evaluation: EvaluationResult) -> list[str]:
+    elastic = shows_elasticity(evaluation.simulation)
     return (fitness_section(evaluation.fitness)
-            + anomaly_section(evaluation.anomalies)
+            + anomaly_section(evaluation.anomalies, elastic)
             + kv_section(evaluation.metrics)
             + per_slo_section(evaluation.metrics)
             + per_model_section(evaluation.simulation.summary)
             + per_tenant_section(evaluation.metrics)
             + pd_section(evaluation)
-            + trace_section(evaluation))
+            + trace_section(evaluation)
+            + (autoscaling_section(evaluation.metrics.elasticity) if elastic else []))
 
 
 def pd_section(evaluation: EvaluationResult) -> list[str]:
@@ -139,7 +164,12 @@ def trace_section(evaluation: EvaluationResult) -> list[str]:
 def render_text(evaluation: EvaluationResult) -> str:
     """Upstream's stdout: per-instance blocks when N > 1, the cluster block, then sections."""
     out = []
-    if len(evaluation.instance_summaries) > 1:
+    simulation = evaluation.simulation
+    # Upstream prints the blocks when --num-instances > 1, however many instances were placed
+    # or added by an autoscaler.
+    configured = (simulation.config.num_instances if simulation is not None
+                  else len(evaluation.instance_summaries))
+    if configured > 1:
         for summary in evaluation.instance_summaries:
             out += ["=== Simulation Metrics ===", go_json(summary)]
     out += ["=== Simulation Metrics ===", go_json(evaluation.summary)]

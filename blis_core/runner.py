@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import attrs
 
+from blis_core.autoscaling import AutoscalerConfig
+from blis_core.bundle import autoscaler_plugin
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.decisions import TRACE_LEVELS, TraceConfig
 from blis_core.disaggregation import PDConfig, PoolEngine
@@ -26,6 +28,7 @@ from blis_core.modelconfig import HardwareConfig, kv_bytes_per_token
 from blis_core.resolve import ResolveError
 from blis_core.evaluation import (EvaluationResult, FitnessError, compute_fitness, empty_metrics,
                                   evaluate_result, parse_fitness_weights)
+from blis_core.infrastructure import NodePoolSpec
 from blis_core.instance import BatchConfig
 from blis_core.plugins import PluginError, get_registry
 from blis_core.protocols import RunWorkload
@@ -252,6 +255,14 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
         pd=pd,
         flow_control=flow_control,
         sample_interval=_sample_interval(config),
+        hardware=resolved.hardware,
+        tp=resolved.tp,
+        node_pools=tuple(NodePoolSpec(p.name, p.gpu_type, p.gpus_per_node, p.initial_nodes,
+                                      p.min_nodes, p.max_nodes, p.cost_per_hour)
+                         for p in b.node_pools),
+        autoscaler=_autoscaler_config(b.autoscaler),
+        loading_delay=(b.instance_lifecycle.loading_delay.mean,
+                       b.instance_lifecycle.loading_delay.stddev),
     )
 
 
@@ -306,6 +317,18 @@ def _once(emit: Callable[[str], None]) -> Callable[[str], None]:
             seen.add(message)
             emit(message)
     return emit_once
+
+
+
+
+def _autoscaler_config(section) -> AutoscalerConfig | None:
+    """The run's autoscaler: upstream enables it iff the interval is > 0 (§4.1)."""
+    if not section.interval_us > 0:
+        return None
+    name, params = autoscaler_plugin(section)
+    return AutoscalerConfig(int(section.interval_us), name, params,
+                            section.hpa_scrape_delay.mean, section.hpa_scrape_delay.stddev,
+                            int(section.oscillation_window_us))
 
 
 def _pd_config(config: RunConfig, resolved, registry, warn) -> PDConfig | None:

@@ -6,12 +6,14 @@ import inspect
 
 import attrs
 
+from blis_core.autoscaling import Elasticity
 from blis_core.cluster import Cluster, TenantBudgets
 from blis_core.config import SimulationConfig
 from blis_core.decisions import DecisionTrace
 from blis_core.disaggregation import Disaggregation
 from blis_core.flowcontrol import Gateway, GatewayQueue
 from blis_core.gorand import PartitionedRNG
+from blis_core.infrastructure import ACTIVE, LOADING, Placement, transition
 from blis_core.instance import Instance
 from blis_core.kvcache import KVCache, TieredKVCache
 from blis_core.metrics import Summary, cluster_summary, instance_summary
@@ -35,6 +37,15 @@ class SimulationResult:
         """The decision trace's records (empty unless the trace level is "decisions")."""
         trace = self.cluster.trace
         return trace.records if trace is not None else []
+
+    @property
+    def elasticity(self):
+        """What the autoscaler did (an ``autoscaling.ElasticityMetrics``), or None without node
+        pools and autoscaler. Instances still holding GPUs count until the run's end."""
+        elastic = self.cluster.elastic
+        if elastic is None:
+            return None
+        return elastic.metrics(self.summary.counters["sim_ended_time"])
 
     @property
     def requests(self) -> list:
@@ -85,12 +96,33 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
     scheduler_cls = registry.get("scheduler", policies.scheduler or "fcfs")
     heap: list = []
     instances = []
+
+    def make_instance(index: int, inst_config: SimulationConfig = config) -> Instance:
+        return Instance(index, inst_config.batch, inst_config.latency,
+                        _make_kv(inst_config, reference), heap, config.horizon,
+                        priority_policy=_instance_policy(priority_cls),
+                        scheduler=_instance_policy(scheduler_cls), cruise=not reference)
+
+    placement = Placement(config.node_pools) if config.node_pools else None
+    tp = config.tp if config.tp >= 1 else 1
     for i in range(config.num_instances):
-        inst_config = _pool_config(config, i)
-        instances.append(Instance(i, inst_config.batch, inst_config.latency,
-                                  _make_kv(inst_config, reference), heap, config.horizon,
-                                  priority_policy=_instance_policy(priority_cls),
-                                  scheduler=_instance_policy(scheduler_cls), cruise=not reference))
+        pool = None
+        if placement is not None:
+            # Upstream places startup instances first-fit on any pool; one that does not fit is
+            # never built (nothing provisions nodes at 4e179804).
+            pool = placement.place(f"instance_{i}", "", tp)
+            if pool is None:
+                continue
+        inst = make_instance(len(instances), _pool_config(config, i))
+        inst.id = f"instance_{i}"
+        if pool is not None:
+            inst.gpu_type, inst.tp_degree = pool.gpu_type, tp
+            inst.cost_per_hour = placement.cost_of(pool.gpu_type)
+            transition(inst, LOADING)
+        else:
+            inst.gpu_type = config.hardware
+        transition(inst, ACTIVE)
+        instances.append(inst)
     cluster = Cluster(instances, admission, routing, horizon=config.horizon,
                    admission_latency=config.admission_latency,
                    routing_latency=config.routing_latency, model=config.model,
@@ -100,11 +132,26 @@ def build_cluster(config: SimulationConfig, sessions=None, registry=None,
                    tenant_budgets=_tenant_budgets(config),
                    trace=(DecisionTrace(config.trace.counterfactual_k)
                           if config.trace.records else None))
+    cluster.heap = heap    # the instances' heap, even when no startup instance was placed
     if config.pd is not None:
         cluster.pd = _disaggregation(cluster, config, registry)
     if config.flow_control is not None:
         cluster.gateway = _gateway(cluster, config, registry)
+    if placement is not None or config.autoscaler is not None:
+        cluster.elastic = _elasticity(cluster, config, registry, placement, make_instance, tp)
     return cluster
+
+
+def _elasticity(cluster, config: SimulationConfig, registry, placement, make_instance,
+                tp: int) -> Elasticity:
+    scaling = config.autoscaler
+    autoscaler = None
+    if scaling is not None:
+        autoscaler = registry.get("autoscaler", scaling.policy)(**scaling.params)
+    rng = PartitionedRNG(config.seed)
+    return Elasticity(cluster, scaling, autoscaler, placement, make_instance,
+                      rng.for_subsystem("autoscaler"), tp, config.loading_delay,
+                      rng.for_subsystem("instance-loading"))
 
 
 def _pool_config(config: SimulationConfig, index: int) -> SimulationConfig:

@@ -31,6 +31,13 @@ def blis_disaggregation_deciders():
 
 
 @hookimpl
+def blis_autoscalers():
+    from blis_policies.autoscalers import Oscillator, ThresholdScaler, WVAPipeline
+
+    return [WVAPipeline, ThresholdScaler, Oscillator]
+
+
+@hookimpl
 def blis_routing_policies():
     from blis_policies.weighted import WeightedScoring
 

@@ -65,6 +65,10 @@ def test_every_key_is_optional():
     assert parse_bundle("routing: ~\nscheduler: fcfs\n").routing.policy == ""
 
 
+POOL = ("node_pools:\n  - {name: p, gpu_type: H100, gpus_per_node: 8, gpu_memory_gib: 80,"
+        " initial_nodes: 1, max_nodes: 2}\n")
+
+
 @pytest.mark.parametrize("text, expected", [
     ("routing:\n  policy: weighted\n  bogus: 1\n", "policy.yaml: routing.bogus: unknown field"),
     ("warm_up_requests: 3\n", "policy.yaml: warm_up_requests: unknown field"),
@@ -80,9 +84,26 @@ def test_every_key_is_optional():
     ("admission:\n  gaie_kv_threshold: 1.5\n",
      "policy.yaml: admission.gaie_kv_threshold: must be in (0, 1], got 1.5"),
     ("tenant_budgets: {a: 1.5}\n", "policy.yaml: tenant_budgets.a"),
-    ("autoscaler: {interval_us: 1000}\n", "policy.yaml: autoscaler: not supported yet"),
+    ("autoscaler: {interval_us: 1000, policy: nope}\n",
+     "policy.yaml: autoscaler.policy: unknown autoscaler 'nope' (known: oscillator, "),
+    ("autoscaler: {interval_us: 1000, policy: threshold}\n",
+     "policy.yaml: autoscaler.policy: the threshold autoscaler needs node_pools"),
+    ("autoscaler: {interval_us: -5}\n",
+     "policy.yaml: autoscaler.interval_us: must be a finite value >= 0, got -5"),
+    ("autoscaler: {interval_us: 1, scale_down_stabilization_window_us: -1}\n",
+     "policy.yaml: autoscaler.scale_down_stabilization_window_us: must be a finite value >= 0"),
+    ("autoscaler: {interval_us: 1, hpa_scrape_delay: {mean: -1}}\n",
+     "policy.yaml: autoscaler.hpa_scrape_delay.mean: must be >= 0, got -1"),
+    (POOL + "autoscaler: {interval_us: 1, policy: threshold, params: {min_replicas: 3,"
+     " max_replicas: 2}}\n",
+     "policy.yaml: autoscaler.params: min_replicas 3 must be <= max_replicas 2"),
+    (POOL + "autoscaler: {interval_us: 1, policy: threshold, params: {bogus: 1}}\n",
+     "policy.yaml: autoscaler.params: "),
+    ("node_pools:\n  - {name: p, gpu_type: H100, gpus_per_node: 0, gpu_memory_gib: 80,"
+     " max_nodes: 2}\n", "policy.yaml: node_pools[0].gpus_per_node: must be >= 1, got 0"),
     ("node_pools:\n  - {name: p, gpu_type: H100, gpus_per_node: 8, gpu_memory_gib: 80,"
-     " max_nodes: 2}\n", "policy.yaml: node_pools: not supported yet"),
+     " initial_nodes: 3, max_nodes: 2}\n",
+     "policy.yaml: node_pools[0].max_nodes: must be >= initial_nodes and >= min_nodes, got 2"),
     ("", "policy.yaml: parsing policy config: EOF"),
     ("# only a comment\n", "policy.yaml: parsing policy config: EOF"),
     ("scheduler: fcfs\nscheduler: sjf\n", "already defined"),

@@ -16,7 +16,7 @@ from parity import check_case, corpus_dir
 COVERED_PREFIXES = ("golden_bb_", "golden_roofline_", "a_", "b_", "c_route_round_robin_",
                     "c_route_least_loaded_", "c_route_always_busiest_", "c_route_weighted",
                     "d_", "e_", "f_", "g_", "h_", "i_", "l_", "m_", "x_preset_",
-                    "x_concurrency_", "x_trained_physics_", "j_", "k_", "x_flow_control_")
+                    "x_concurrency_", "x_trained_physics_", "j_", "k_", "x_flow_control_", "n_")
 BENCH_CASES = ("bench_golden1_10k", "bench_rr4_10k", "bench_weighted4_10k")
 # Runs whose CPU tier thrashes (the batch references far more blocks than the tier holds):
 # every step mirrors block by block, so they take minutes rather than seconds.

@@ -2,6 +2,7 @@
 
 from blis_core import hookimpl
 from blis_example_policies.arrivals import OnOffArrival
+from blis_example_policies.autoscalers import QueueTarget
 from blis_example_policies.deciders import LongPrompt
 from blis_example_policies.dispatch import ShortestPromptFirst
 from blis_example_policies.policies import Lifo, ShortestQueue
@@ -30,3 +31,8 @@ def blis_disaggregation_deciders():
 @hookimpl
 def blis_dispatch_orders():
     return [ShortestPromptFirst]
+
+
+@hookimpl
+def blis_autoscalers():
+    return [QueueTarget]
