@@ -12,17 +12,153 @@ Two representations, switched between automatically:
   eviction reaches them; so the tier is kept as ``active`` (key -> references) plus ``old``,
   an ordered dict of the other CPU keys with the least recently used first. A step only
   processes blocks that became full since the previous mirror and requests that left.
-* **exact**: a plain ordered dict touched block by block, as upstream does. Used for any step
-  in which an eviction could reach a key whose exact recency the lazy form does not know
-  (the batch references more keys than the tier holds, or too few untouched old keys remain).
+* **exact**: the literal LRU, accessed key by key in batch and block order as upstream does,
+  for any step in which an eviction could reach a key whose exact recency the lazy form does
+  not know (the batch references more keys than the tier holds, or too few untouched old
+  keys remain). When the tier thrashes (every step references more keys than it holds), each
+  request's keys were mostly evicted since the previous step, so the LRU is a ``StampedLru``
+  in which a request's run of keys that all miss is stored and its evictions counted in a
+  few calls; only hits (typically a prefix shared with an earlier request) go key by key.
+  The reference mode (``lazy=False``) keeps upstream's block-by-block ordered dict.
 
-Requests carry two fields for this: ``batch_seq`` (their position in batch order, assigned at
-admission) and ``mirrored`` (how many of their blocks the previous mirror covered).
+Requests carry three fields for this: ``batch_seq`` (their position in batch order, assigned
+at admission), ``mirrored`` (how many of their blocks the previous mirror covered) and
+``mirrored_keys`` (those blocks' keys).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from itertools import chain, repeat
+
+
+class StampedLru:
+    """An LRU of keys in which a run of keys that all miss costs a few calls, not one per key.
+
+    Every access takes the next stamp of a counter and a key's stamp is its last access, so
+    the LRU holds the ``capacity`` most recent live stamps: those at or after ``front``.
+    ``alive[s - base]`` says whether stamp s is still some key's last access. An evicted key
+    keeps its (now stale) stamp below ``front``, so evicting n keys is moving ``front`` past
+    n live stamps, and storing a run is one dict update. Supports what ``CpuTier`` asks of
+    its exact LRU: ``in``, ``len``, ``move_to_end`` (a hit) and iteration, oldest first.
+    """
+
+    slack = 4096  # stale stamps tolerated before compacting (a test sets 0)
+
+    def __init__(self, capacity: int, order=()) -> None:
+        self.capacity = capacity
+        self.stamp = {k: s for s, k in enumerate(order)}
+        self.size = self.clock = len(self.stamp)
+        self.alive = bytearray(b"\x01") * self.size
+        self.base = 0
+        self.front = 0
+
+    def __contains__(self, key) -> bool:
+        return self.stamp.get(key, -1) >= self.front
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        front = self.front
+        stamp = self.stamp
+        return iter(sorted((k for k, s in stamp.items() if s >= front), key=stamp.__getitem__))
+
+    def move_to_end(self, key) -> None:
+        """Access a key that is in the LRU."""
+        self.alive[self.stamp[key] - self.base] = 0
+        self.stamp[key] = self.clock
+        self.clock += 1
+        self.alive.append(1)
+
+    def _evict(self, count: int) -> None:
+        alive = self.alive
+        pos = self.front - self.base
+        while count:
+            end = pos + count
+            count = alive.count(0, pos, end)  # dead stamps passed: that many more to go
+            pos = end
+        self.front = pos + self.base
+
+    def _compact(self) -> None:
+        """Forget stamps below the front (bounded memory, amortized over many stores)."""
+        front = self.front
+        slack = self.slack
+        if len(self.stamp) > 4 * self.capacity + slack:
+            self.stamp = {k: s for k, s in self.stamp.items() if s >= front}
+        if front - self.base > 4 * self.capacity + 16 * slack:
+            del self.alive[:front - self.base]
+            self.base = front
+
+    def mirror(self, runs) -> tuple[int, int, int]:
+        """Access each run's keys in order; returns (stores, evictions, distinct keys).
+
+        The distinct count is exact when it is at most the capacity: a key re-accessed in the
+        same mirror is then never evicted in between, so its second access is seen as a hit
+        of this mirror. Otherwise it is only known to exceed the capacity.
+        """
+        self._compact()
+        start = self.clock
+        repeats = 0
+        capacity = self.capacity
+        stamp = self.stamp
+        get = stamp.get
+        alive = self.alive
+        stores = evictions = 0
+        for run in runs:
+            n = len(run)
+            i = 0
+            # Leading hits (typically a prefix shared with an earlier request of the batch).
+            while i < n:
+                k = run[i]
+                s = get(k, -1)
+                if s < self.front:
+                    break
+                if s >= start:
+                    repeats += 1
+                alive[s - self.base] = 0
+                stamp[k] = self.clock
+                self.clock += 1
+                alive.append(1)
+                i += 1
+            if i == n:
+                continue
+            rest = run[i:] if i else run
+            m = n - i
+            front = self.front
+            if (m <= capacity and max(map(get, rest, repeat(-1, m))) < front
+                    and len(set(rest)) == m):
+                # Every access misses; each eviction takes an older key, never one of the
+                # run's own (the run fits).
+                over = self.size + m - capacity
+                if over > 0:
+                    self._evict(over)
+                    evictions += over
+                    self.size = capacity
+                else:
+                    self.size += m
+                stamp.update(zip(rest, range(self.clock, self.clock + m)))
+                self.clock += m
+                alive += b"\x01" * m
+                stores += m
+                continue
+            for k in rest:
+                s = get(k, -1)
+                if s >= self.front:
+                    if s >= start:
+                        repeats += 1
+                    alive[s - self.base] = 0
+                else:
+                    stores += 1
+                    if self.size >= capacity:
+                        self._evict(1)
+                        evictions += 1
+                    else:
+                        self.size += 1
+                stamp[k] = self.clock
+                self.clock += 1
+                alive.append(1)
+        return stores, evictions, self.clock - start - repeats
 
 
 class CpuTier:
@@ -64,14 +200,10 @@ class CpuTier:
         self.dirty.append(req)
 
     def released(self, req, blocks) -> None:
-        covered = req.mirrored
-        if covered and self.lazy:
-            key = self.kv.key
-            fill = self.kv.fill
-            bs = self.kv.block_size
-            keys = [key[b] for b in blocks[:covered] if key[b] is not None and fill[b] == bs]
-            self.departed.append((req.batch_seq, keys))
+        if req.mirrored and self.lazy:
+            self.departed.append((req.batch_seq, req.mirrored_keys))
         req.mirrored = 0
+        req.mirrored_keys = []
 
     # -- the per-step mirror -------------------------------------------------------------------
     def mirror(self, batch) -> None:
@@ -80,7 +212,8 @@ class CpuTier:
         self._mirror_exact(batch)
 
     def _new_keys(self):
-        """Keys of blocks that became full since the last mirror, in batch and block order."""
+        """Keys of blocks that became full since the last mirror, in batch and block order,
+        and per grown request (request, blocks now covered, its new keys)."""
         kv = self.kv
         key = kv.key
         fill = kv.fill
@@ -98,13 +231,22 @@ class CpuTier:
             blocks = req.blocks
             i = req.mirrored
             n = len(blocks)
+            keys = []
             while i < n and fill[blocks[i]] == bs:
                 k = key[blocks[i]]
                 if k is not None:
-                    found.append(k)
+                    keys.append(k)
                 i += 1
-            advanced.append((req, i))
+            found += keys
+            advanced.append((req, i, keys))
         return found, advanced
+
+    @staticmethod
+    def _advance(advanced) -> None:
+        for req, covered, keys in advanced:
+            req.mirrored = covered
+            if keys:
+                req.mirrored_keys += keys
 
     def _flush_departures(self) -> None:
         """Requests that left the batch: keys nobody references any more become old, ordered by
@@ -151,8 +293,7 @@ class CpuTier:
                     old.popitem(last=False)
                     self.evictions += 1
                 active[k] = 1
-        for req, covered in advanced:
-            req.mirrored = covered
+        self._advance(advanced)
         self.marked.clear()
         self.dirty.clear()
         self.departed.clear()
@@ -164,20 +305,11 @@ class CpuTier:
         order = OrderedDict((k, True) for k in self.old if k not in self.marked)
         # The previous mirror covered the requests still running (their first ``mirrored``
         # blocks) and those that left since.
-        previous = [(req.batch_seq, req) for req in batch if req.mirrored and req.blocks]
-        sequence = sorted(previous + [(seq, keys) for seq, keys in self.departed],
-                          key=lambda item: item[0])
-        kv = self.kv
-        key = kv.key
-        fill = kv.fill
-        bs = kv.block_size
+        previous = [(req.batch_seq, req.mirrored_keys) for req in batch
+                    if req.mirrored and req.blocks]
+        sequence = sorted(previous + self.departed, key=lambda item: item[0])
         in_cache = self.active.keys() | self.old.keys()
-        for _seq, item in sequence:
-            if isinstance(item, list):
-                keys = item
-            else:
-                keys = [key[b] for b in item.blocks[:item.mirrored]
-                        if key[b] is not None and fill[b] == bs]
+        for _seq, keys in sequence:
             for k in keys:
                 if k in in_cache:
                     order.pop(k, None)
@@ -189,9 +321,33 @@ class CpuTier:
         return order
 
     def _mirror_exact(self, batch) -> None:
+        if not self.allow_lazy:
+            self._mirror_literal(batch)
+            return
         if self.lazy:
-            self.exact = self._materialize(batch)
+            self.exact = StampedLru(self.capacity, self._materialize(batch))
             self.lazy = False
+        _, advanced = self._new_keys()
+        self._advance(advanced)
+        runs = [req.mirrored_keys for req in batch]
+        stores, evictions, distinct = self.exact.mirror(runs)
+        self.stores += stores
+        self.evictions += evictions
+        self.dirty.clear()
+        self.departed.clear()
+        self.touched.clear()
+        self.marked.clear()
+        # Every referenced key was just touched, so they are the most recent ones: if they all
+        # fit, they are all in the tier and the lazy form describes it exactly again.
+        if distinct <= self.capacity:
+            refs = dict(Counter(chain.from_iterable(runs)))
+            self.active = refs
+            self.old = OrderedDict((k, True) for k in self.exact if k not in refs)
+            self.exact = OrderedDict()
+            self.lazy = True
+
+    def _mirror_literal(self, batch) -> None:
+        """Upstream's mirror, block by block (the reference behaviour)."""
         cpu = self.exact
         kv = self.kv
         key = kv.key
@@ -199,7 +355,6 @@ class CpuTier:
         bs = kv.block_size
         capacity = self.capacity
         touch = cpu.move_to_end
-        refs: dict = {}
         for req in batch:
             blocks = req.blocks
             if not blocks:
@@ -213,7 +368,6 @@ class CpuTier:
                 k = key[b]
                 if k is None:
                     continue
-                refs[k] = refs.get(k, 0) + 1
                 if k in cpu:
                     touch(k)
                 else:
@@ -224,13 +378,3 @@ class CpuTier:
                     self.stores += 1
             req.mirrored = covered
         self.dirty.clear()
-        self.departed.clear()
-        self.touched.clear()
-        self.marked.clear()
-        # Every referenced key was just touched, so they are the most recent ones: if they all
-        # fit, they are all in the tier and the lazy form describes it exactly again.
-        if len(refs) <= capacity and self.allow_lazy:
-            self.active = refs
-            self.old = OrderedDict((k, True) for k in cpu if k not in refs)
-            self.exact = OrderedDict()
-            self.lazy = True

@@ -30,7 +30,7 @@ class Request:
         "state", "progress", "num_new_tokens", "computed", "ttft_set", "first_token_time",
         "itl", "length_capped", "priority", "assigned_instance", "scheduled_step",
         "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
-        "itl_mean", "preemptions", "batch_seq", "mirrored",
+        "itl_mean", "preemptions", "batch_seq", "mirrored", "mirrored_keys",
         "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
         # P/D: a decode sub-request arrives with its prompt's KV; its first ITL entry is kept
         # for the parent's projected TTFT
@@ -103,6 +103,7 @@ class Request:
         self.preemptions = 0
         self.batch_seq = 0              # admission order on its instance (= batch order)
         self.mirrored = 0               # blocks the CPU tier's last mirror covered
+        self.mirrored_keys = []         # their prefix-cache keys, in block order
         # Implicit decoding (see Instance.step): from cruise_step on, one token per step.
         self.cruising = False
         self.cruise_epoch = 0           # invalidates scheduled events when cruising stops

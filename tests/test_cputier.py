@@ -1,4 +1,4 @@
-"""The CPU tier's lazy mirroring equals upstream's block-by-block LRU, step for step.
+"""The CPU tier's lazy and stamped mirroring equal upstream's block-by-block LRU, step for step.
 
 A random batch evolves (admissions, blocks filling, departures, reload touches) and after each
 mirror the tier's store and eviction counts and its contents must equal a plain ordered-dict
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from hypothesis import given, settings, strategies as st
 
-from blis_core.cputier import CpuTier
+from blis_core.cputier import CpuTier, StampedLru
 
 BS = 4
 
@@ -56,8 +56,18 @@ ops = st.lists(st.tuples(st.sampled_from(["admit", "grow", "grow", "leave", "tou
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.integers(1, 8), st.integers(1, 3), ops)
-def test_lazy_mirror_equals_block_by_block_lru(capacity, groups, operations):
+@given(st.integers(1, 8), st.integers(1, 3), ops, st.booleans())
+def test_lazy_mirror_equals_block_by_block_lru(capacity, groups, operations, compact):
+    # ``compact``: the stamped LRU forgets stale stamps at every mirror, not after thousands
+    previous = StampedLru.slack
+    StampedLru.slack = 0 if compact else previous
+    try:
+        check_against_reference(capacity, groups, operations)
+    finally:
+        StampedLru.slack = previous
+
+
+def check_against_reference(capacity, groups, operations):
     kv = SimpleNamespace(key=[], fill=[], block_size=BS)
     tier = CpuTier(capacity, kv)
     reference = ReferenceTier(capacity)
@@ -81,7 +91,8 @@ def test_lazy_mirror_equals_block_by_block_lru(capacity, groups, operations):
             blocks = [new_block(group * 100 + i) for i in range(value % 5 // 3)]
             blocks += [new_block(fresh_key()) for _ in range(value % 3)]
             seq[0] += 1
-            req = SimpleNamespace(blocks=blocks, state="running", batch_seq=seq[0], mirrored=0)
+            req = SimpleNamespace(blocks=blocks, state="running", batch_seq=seq[0], mirrored=0,
+                                  mirrored_keys=[])
             batch.append(req)
             tier.grew(req)
         elif op == "grow" and batch:
@@ -117,6 +128,9 @@ def test_lazy_mirror_equals_block_by_block_lru(capacity, groups, operations):
                 # the untouched old keys are exactly the least recent ones, in order
                 old = list(tier.old)
                 assert list(reference.lru)[:len(old)] == old
+            else:
+                assert list(tier.exact) == list(reference.lru)
+                assert len(tier) == len(reference.lru)
     tier.mirror(batch)
     reference.mirror(batch, kv)
     assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
@@ -134,12 +148,14 @@ def test_eviction_never_guesses_the_order_of_keys_it_does_not_track():
     for k in ("t", "x", "a"):
         kv.key.append(k)
         kv.fill.append(BS)
-    old = SimpleNamespace(blocks=[0], state="running", batch_seq=0, mirrored=0)
+    old = SimpleNamespace(blocks=[0], state="running", batch_seq=0, mirrored=0,
+                          mirrored_keys=[])
     tier.grew(old)
     tier.mirror([old])
     reference.mirror([old], kv)
     tier.released(old, old.blocks)
-    requests = [SimpleNamespace(blocks=[i], state="running", batch_seq=i, mirrored=0)
+    requests = [SimpleNamespace(blocks=[i], state="running", batch_seq=i, mirrored=0,
+                                mirrored_keys=[])
                 for i in (1, 2)]
     for req in requests:
         tier.grew(req)
@@ -156,3 +172,54 @@ def test_eviction_never_guesses_the_order_of_keys_it_does_not_track():
     reference.mirror(requests, kv)
     assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions) == (5, 2)
     assert contents(tier) == set(reference.lru) == {"x", "n", "a"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 120), st.randoms(use_true_random=False))
+def test_thrashing_batches_equal_block_by_block_lru(capacity, rnd):
+    # Batches of a few dozen requests whose keys outnumber the tier: prefixes shared within a
+    # group (a trie, as prefix-cache keys are), unique tails that grow, departures, admissions
+    # and reload touches of keys that are still cached.
+    kv = SimpleNamespace(key=[], fill=[], block_size=BS)
+    tier = CpuTier(capacity, kv)
+    reference = ReferenceTier(capacity)
+    batch: list = []
+    counter = [0]
+
+    def block(k):
+        kv.key.append(k)
+        kv.fill.append(BS)
+        return len(kv.key) - 1
+
+    def admit():
+        counter[0] += 1
+        group = rnd.randrange(4)
+        shared = [block(("group", group, i)) for i in range(rnd.randrange(7))]
+        tail = [block(("own", counter[0], i)) for i in range(rnd.randrange(1, 25))]
+        req = SimpleNamespace(blocks=shared + tail, state="running", batch_seq=counter[0],
+                              mirrored=0, mirrored_keys=[])
+        batch.append(req)
+        tier.grew(req)
+
+    for _ in range(rnd.randrange(10, 40)):
+        admit()
+    for _step in range(40):
+        for req in rnd.sample(batch, min(len(batch), rnd.randrange(6))):
+            req.blocks.append(block(("own", req.batch_seq, len(req.blocks))))
+            tier.grew(req)
+        if batch and rnd.random() < 0.3:
+            req = batch.pop(rnd.randrange(len(batch)))
+            tier.released(req, req.blocks)
+            req.state, req.blocks = "completed", None
+        if rnd.random() < 0.3:
+            admit()
+        if reference.lru and rnd.random() < 0.3:
+            k = rnd.choice(list(reference.lru))
+            tier.touch(k)
+            reference.touch(k)
+        tier.mirror(batch)
+        reference.mirror(batch, kv)
+        assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
+        assert contents(tier) == set(reference.lru)
+        if not tier.lazy:
+            assert list(tier.exact) == list(reference.lru)
