@@ -10,6 +10,11 @@ Active instance of that model and variant, which stops being routable and is ter
 GPUs released, after one of its own events finds it idle. Ticks stop rescheduling themselves in
 a run without a horizon once no arrival is pending and nothing is in flight.
 
+blis extensions, all off by default (docs/autoscaling.md): a model loading delay, node
+provisioning when a scale-up finds no room (``autoscaler.provision_nodes``), a warm-up of an
+added instance's first steps, and the drain policies IMMEDIATE and REDIRECT beside upstream's
+WAIT behaviour.
+
 Which autoscaler decides is a plugin (protocol ``blis_core.protocols.Autoscaler``): upstream's
 pipeline is ``wva`` (blis_policies.autoscalers). This module owns only the mechanics and the
 elasticity metrics (scale-ups, scale-downs, replica-seconds, cost, oscillations), which
@@ -22,13 +27,32 @@ import logging
 
 import attrs
 
-from blis_core.events import INSTANCE_LOADED, MAX_TICK, SCALE_ACTUATION, SCALING_TICK
-from blis_core.infrastructure import (ACTIVE, DRAINING, LOADING, TERMINATED, transition)
+from blis_core.events import (ARRIVAL, INSTANCE_LOADED, MAX_TICK, NODE_READY, QUEUED, ROUTING,
+                              SCALE_ACTUATION, SCALING_TICK, TIMEOUT)
+from blis_core.infrastructure import (ACTIVE, DRAINING, LOADING, NODE_PROVISIONING, NODE_READY as
+                                      NODE_IS_READY, SCHEDULING, TERMINATED, WARMING_UP,
+                                      transition)
 from blis_core.protocols import ModelSignals, ReplicaMetrics, ScalingState, VariantInfo
 
 log = logging.getLogger("blis")
 
-__all__ = ["AutoscalerConfig", "Elasticity", "ElasticityMetrics", "sample_delay"]
+__all__ = ["DRAIN_POLICIES", "AutoscalerConfig", "Elasticity", "ElasticityMetrics",
+           "InstanceLifecycle", "sample_delay"]
+
+# Upstream's declared drain policy names (not wired at 4e179804); WAIT is its behaviour.
+DRAIN_POLICIES = ("IMMEDIATE", "REDIRECT", "WAIT")
+
+
+@attrs.frozen
+class InstanceLifecycle:
+    """How the instances an autoscaler adds come up and how drained ones go (blis extensions;
+    the defaults are upstream's behaviour)."""
+
+    loading_delay: tuple = (0.0, 0.0)       # (mean, stddev) seconds before it is routable
+    warm_up_steps: int = 0                  # its first steps once loaded ...
+    warm_up_factor: float = 1.0             # ... take this many times their step time
+    drain_policy: str = "WAIT"
+    provision_nodes: bool = False           # a scale-up with no room provisions a node
 
 
 @attrs.frozen
@@ -69,6 +93,11 @@ class ElasticityMetrics:
     max_replicas: int = 0
     mean_replicas: float = 0.0              # time-weighted over the run
     timeline: tuple = ()                    # (tick, routable replicas) at every change
+    # Drain policies: requests an IMMEDIATE drain abandoned (also in dropped_unservable, so
+    # conservation holds) and queued requests a REDIRECT drain sent back through routing.
+    drain_dropped: int = 0
+    drain_redirected: int = 0
+    nodes_provisioned: int = 0
 
     def to_dict(self) -> dict:
         out = attrs.asdict(self)
@@ -80,8 +109,8 @@ class Elasticity:
     """Drives the autoscaler inside a cluster: ticks, actuations, drains and terminations."""
 
     def __init__(self, cluster, config: AutoscalerConfig | None, autoscaler, placement,
-                 make_instance, rng, tp: int, loading_delay: tuple = (0.0, 0.0),
-                 loading_rng=None) -> None:
+                 make_instance, rng, tp: int, lifecycle: InstanceLifecycle = InstanceLifecycle(),
+                 loading_rng=None, provisioning_rng=None) -> None:
         self.cluster = cluster
         self.config = config
         self.autoscaler = autoscaler
@@ -89,8 +118,11 @@ class Elasticity:
         self.make_instance = make_instance
         self.rng = rng
         self.tp = tp if tp >= 1 else 1
-        self.loading_delay = loading_delay
+        self.lifecycle = lifecycle
+        self.loading_delay = lifecycle.loading_delay
         self.loading_rng = loading_rng
+        self.provisioning_rng = provisioning_rng
+        self.drain_dropped = self.drain_redirected = self.nodes_provisioned = 0
         self.loaded: dict = {}              # instance id -> tick it became routable
         self.seq = 0
         self.scale_ups = self.scale_downs = self.failed_placements = 0
@@ -116,10 +148,12 @@ class Elasticity:
         elif kind == SCALE_ACTUATION:
             self.actuate(now, payload)
         elif kind == INSTANCE_LOADED and payload.state == LOADING:
-            transition(payload, ACTIVE)
+            self._activate(payload, now)
             self.cluster.start_routing(payload)
             self.loaded[payload.id] = now
             self._record_replicas(now)
+        elif kind == NODE_READY:
+            self._node_ready(payload, now)
 
     def tick(self, now: int) -> None:
         cluster = self.cluster
@@ -146,10 +180,14 @@ class Elasticity:
                 s.kv_tokens_in_use))
         models = tuple(ModelSignals(model, tuple(by_model[model])) for model in sorted(by_model))
         variants = []
-        if self.placement is not None:
-            for gpu_type in dict.fromkeys(pool.gpu_type for pool in self.placement.pools):
-                variants.append(VariantInfo(gpu_type, self.tp, self.placement.cost_of(gpu_type),
-                                            self.placement.free_gpus(gpu_type)))
+        placement = self.placement
+        if placement is not None:
+            for gpu_type in dict.fromkeys(pool.gpu_type for pool in placement.pools):
+                free = placement.free_gpus(gpu_type)
+                if self.lifecycle.provision_nodes:
+                    free += placement.provisionable_gpus(gpu_type)
+                variants.append(VariantInfo(gpu_type, self.tp, placement.cost_of(gpu_type),
+                                            free))
         return ScalingState(now, models, tuple(variants), self.cluster.model)
 
     def actuate(self, now: int, decisions) -> None:
@@ -164,9 +202,18 @@ class Elasticity:
     def _scale_up(self, now: int, d) -> None:
         self.seq += 1
         inst_id = f"autoscale-{d.model}-{self.seq:06d}"
-        pool = None
-        if self.placement is not None:
-            pool = self.placement.place(inst_id, d.gpu_type, d.tp)
+        placement = self.placement
+        pool = node = None
+        if placement is not None:
+            pool = placement.place(inst_id, d.gpu_type, d.tp)
+            if pool is None and self.lifecycle.provision_nodes:
+                # blis extension: wait for a node that is coming up, or bring one up.
+                pool = placement.place(inst_id, d.gpu_type, d.tp, NODE_PROVISIONING)
+                if pool is None:
+                    node = placement.provision(d.gpu_type, d.tp)
+                    if node is not None:
+                        self._provisioning(node, now)
+                        pool = placement.place(inst_id, d.gpu_type, d.tp, NODE_PROVISIONING)
         if pool is None:
             self.failed_placements += 1
             log.error("[autoscaler] scale-up of %s (%s, TP %d): no free GPUs", inst_id,
@@ -176,22 +223,60 @@ class Elasticity:
         inst.id = inst_id
         inst.gpu_type = pool.gpu_type
         inst.tp_degree = d.tp
-        inst.cost_per_hour = self.placement.cost_of(pool.gpu_type)
-        transition(inst, LOADING)
+        inst.cost_per_hour = placement.cost_of(pool.gpu_type)
         self.started[inst_id] = now
         self.scale_ups += 1
         self._note_action(now, +1)
-        mean, stddev = self.loading_delay
-        delay = sample_delay(mean, stddev, self.loading_rng) if mean > 0 or stddev > 0 else 0
-        if delay > 0:
-            # blis extension: the instance holds its GPUs but is not routable while it loads.
+        if placement.node_of(inst_id).state != NODE_IS_READY:
+            # Scheduling: it holds its GPUs on the node, which it loads on once Ready.
+            transition(inst, SCHEDULING)
             self.cluster.add_instance(inst, routable=False)
-            self.cluster._push(now + delay, INSTANCE_LOADED, inst)
             return
-        transition(inst, ACTIVE)
+        transition(inst, LOADING)
+        if self._start_loading(inst, now):
+            self.cluster.add_instance(inst, routable=False)
+            return
+        self._activate(inst, now)
         self.cluster.add_instance(inst)
         self.loaded[inst_id] = now
         self._record_replicas(now)
+
+    def _provisioning(self, node, now: int) -> None:
+        mean, stddev = node.pool.provisioning_delay
+        delay = sample_delay(mean, stddev, self.provisioning_rng) if mean > 0 or stddev > 0 else 0
+        self.nodes_provisioned += 1
+        self.cluster._push(now + delay, NODE_READY, node)
+
+    def _node_ready(self, node, now: int) -> None:
+        """A provisioned node is Ready: the instances waiting on it start loading, in order."""
+        node.state = NODE_IS_READY
+        waiting = set(node.holders)
+        for inst in self.cluster.instances:
+            if inst.state == SCHEDULING and inst.id in waiting:
+                transition(inst, LOADING)
+                if not self._start_loading(inst, now):
+                    self._activate(inst, now)
+                    self.cluster.start_routing(inst)
+                    self.loaded[inst.id] = now
+                    self._record_replicas(now)
+
+    def _start_loading(self, inst, now: int) -> bool:
+        """Queue the end of a loading delay (blis extension); False when there is none."""
+        mean, stddev = self.loading_delay
+        delay = sample_delay(mean, stddev, self.loading_rng) if mean > 0 or stddev > 0 else 0
+        if delay > 0:
+            self.cluster._push(now + delay, INSTANCE_LOADED, inst)
+            return True
+        return False
+
+    def _activate(self, inst, now: int) -> None:
+        """A loaded instance serves: warming up first when a warm-up is configured."""
+        life = self.lifecycle
+        if life.warm_up_steps > 0:
+            transition(inst, WARMING_UP)
+            inst.latency = WarmUp(inst, life.warm_up_steps, life.warm_up_factor)
+        else:
+            transition(inst, ACTIVE)
 
     def _scale_down(self, now: int, d) -> None:
         candidates = [inst for inst in self.cluster.instances
@@ -206,14 +291,84 @@ class Elasticity:
         self.scale_downs += 1
         self._note_action(now, -1)
         self._record_replicas(now)
+        policy = self.lifecycle.drain_policy
+        if policy == "IMMEDIATE":
+            self._drain_immediate(inst, now)
+        elif policy == "REDIRECT":
+            self._drain_redirect(inst, now)
+
+    def _terminate(self, inst, now: int) -> None:
+        transition(inst, TERMINATED)
+        if self.placement is not None:
+            self.placement.release(inst.id)
+        self.ended[inst.id] = now
+
+    def _drain_immediate(self, inst, now: int) -> None:
+        """IMMEDIATE: the instance stops now. What it held (queued, running, or still on its
+        way in) is abandoned: each such request leaves as dropped-unservable, so the
+        conservation equation still holds, and is counted in ``drain_dropped``."""
+        if inst.cruisers:
+            inst._materialize_all(inst.step_count + 1)
+        held = list(inst.running or ()) + list(inst.wait)
+        inst.running = None
+        inst.wait.clear()
+        for req in held:
+            self._abandon(inst, req, now)
+
+        def stopped(time: int, kind: int, req) -> bool:
+            if kind in (ARRIVAL, QUEUED) and req.assigned_instance == inst.id:
+                self._abandon(inst, req, time)
+            return False
+
+        inst.handle = stopped        # its pending events find a stopped instance
+        self._terminate(inst, now)
+
+    def _abandon(self, inst, req, now: int) -> None:
+        inst.kv.release(req)
+        inst.requests.pop(req.id, None)
+        inst.counters.dropped_unservable += 1
+        self.drain_dropped += 1
+        inst._finish(req, now)
+
+    def _drain_redirect(self, inst, now: int) -> None:
+        """REDIRECT: requests that have not started on the instance (queued, or still on their
+        way in) go back through the cluster's routing; running ones finish there."""
+        wait = inst.wait
+        fresh = [req for req in wait if req.progress == 0 and not req.blocks]
+        if fresh:
+            kept = [req for req in wait if not (req.progress == 0 and not req.blocks)]
+            wait.clear()
+            wait.extend(kept)
+            for req in fresh:
+                self._redirect(inst, req, now)
+        own_handle = inst.handle
+
+        def redirecting(time: int, kind: int, req) -> bool:
+            if kind in (ARRIVAL, QUEUED) and req.assigned_instance == inst.id:
+                self._redirect(inst, req, time)
+                return True
+            if kind == TIMEOUT and req.assigned_instance != inst.id:
+                return False     # it was redirected; its new instance keeps the deadline
+            return own_handle(time, kind, req)
+
+        inst.handle = redirecting
+        if not inst.wait and not inst.running:
+            self._terminate(inst, now)
+
+    def _redirect(self, inst, req, now: int) -> None:
+        inst.requests.pop(req.id, None)
+        inst.in_flight -= 1
+        req.assigned_instance = ""
+        self.drain_redirected += 1
+        cluster = self.cluster
+        if cluster.tenants is not None:
+            cluster.tenants.finished(req.tenant_id)     # routing starts it again
+        cluster._push(now + cluster.routing_latency, ROUTING, req)
 
     def after_instance_event(self, inst, now: int) -> None:
         """A Draining instance whose event left it idle terminates and frees its GPUs."""
         if inst.state == DRAINING and not inst.wait and not inst.running:
-            transition(inst, TERMINATED)
-            if self.placement is not None:
-                self.placement.release(inst.id)
-            self.ended[inst.id] = now
+            self._terminate(inst, now)
 
     # -- metrics ------------------------------------------------------------------------------
     def _note_action(self, now: int, direction: int) -> None:
@@ -249,5 +404,31 @@ class Elasticity:
             self.scale_ups, self.scale_downs, self.failed_placements, self.oscillations,
             seconds, dollars, min(counts, default=0), max(counts, default=0),
             weighted / end if end > 0 else float(counts[-1] if counts else 0),
-            tuple(self.timeline))
+            tuple(self.timeline), self.drain_dropped, self.drain_redirected,
+            self.nodes_provisioned)
+
+
+class WarmUp:
+    """An instance's latency model while it warms up (blis extension): its first ``steps``
+    steps take ``factor`` times their step time, then it is Active with its own model again.
+    Everything else is the wrapped model's, so the instance's step loop is unchanged."""
+
+    def __init__(self, inst, steps: int, factor: float) -> None:
+        self.inst = inst
+        self.base = inst.latency
+        self.left = steps
+        self.factor = factor
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def step_time(self, *args) -> int:
+        adv = int(self.base.step_time(*args) * self.factor)
+        self.left -= 1
+        if self.left <= 0:
+            inst = self.inst
+            inst.latency = self.base
+            if inst.state == WARMING_UP:
+                transition(inst, ACTIVE)
+        return adv
 

@@ -10,7 +10,9 @@ file. Each problem is reported as one line naming the file and the YAML path of 
 
 ``node_pools`` and ``autoscaler`` follow upstream's schema; ``autoscaler.policy``,
 ``autoscaler.params`` and ``autoscaler.oscillation_window_us`` are blis extensions that select
-and configure an autoscaler plugin (docs/autoscaling.md).
+and configure an autoscaler plugin, and ``autoscaler.provision_nodes`` and
+``instance_lifecycle`` are blis extensions of the instance and node lifecycle
+(docs/autoscaling.md).
 
 The CLI applies a bundle with :func:`apply_bundle`'s precedence: a flag given explicitly on the
 command line overrides the bundle; the bundle overrides the flag defaults.
@@ -26,6 +28,7 @@ from typing import Any
 import attrs
 import cattrs
 
+from blis_core.autoscaling import DRAIN_POLICIES
 from blis_core.strictyaml import YamlError, strict_yaml
 
 __all__ = ["BundleError", "PolicyBundle", "bundle_problems", "load_bundle", "merge_bundles",
@@ -109,14 +112,21 @@ class AutoscalerSection:
     policy: str = ""
     params: dict[str, float] | None = None
     oscillation_window_us: float = 0.0
+    # blis extension: a scale-up that finds no free GPU provisions a node of the pool (up to
+    # max_nodes), ready after the pool's provisioning_delay.
+    provision_nodes: bool = False
 
 
 @attrs.frozen
 class InstanceLifecycleSection:
     """blis extension (upstream's parser refuses the key at 4e179804): how long an instance the
-    autoscaler adds takes to load its model before it is routable (seconds; 0: at once)."""
+    autoscaler adds takes to load its model before it is routable (seconds; 0: at once), how
+    much slower its first steps are, and what a drain does with the requests it holds."""
 
     loading_delay: DelaySpec = DelaySpec()
+    warm_up_steps: int = 0
+    warm_up_factor: float = 1.0
+    drain_policy: str = ""          # "" = WAIT, upstream's behaviour
 
 
 @attrs.frozen
@@ -349,6 +359,15 @@ def bundle_problems(b: PolicyBundle, registry) -> list[str]:
         v = getattr(b.instance_lifecycle.loading_delay, field)
         need(finite(v) and v >= 0, f"instance_lifecycle.loading_delay.{field}",
              f"must be a finite value >= 0, got {v:g}")
+    life = b.instance_lifecycle
+    need(life.warm_up_steps >= 0, "instance_lifecycle.warm_up_steps",
+         f"must be >= 0, got {life.warm_up_steps}")
+    need(finite(life.warm_up_factor) and life.warm_up_factor >= 1,
+         "instance_lifecycle.warm_up_factor",
+         f"must be a finite value >= 1, got {life.warm_up_factor:g}")
+    if life.drain_policy and life.drain_policy not in DRAIN_POLICIES:
+        out.append(f"instance_lifecycle.drain_policy: unknown drain policy "
+                   f"{life.drain_policy!r} (known: {', '.join(DRAIN_POLICIES)})")
     v = s.oscillation_window_us
     need(finite(v) and v >= 0, "autoscaler.oscillation_window_us",
          f"must be a finite value >= 0, got {v:g}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from heapq import heappop, heappush
 
 from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION,
-                              INSTANCE_LOADED, MAX_TICK, ROUTING, SCALING_TICK)
+                              MAX_TICK, ROUTING, SCALING_TICK)
 from blis_core.kvcache import prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.slo import is_sheddable
@@ -449,7 +449,7 @@ class Cluster:
                 if pd is not None:
                     pd.observe_routing(req, target.id)
                 self.deliver(req, target, time)
-            elif kind >= SCALING_TICK or kind == INSTANCE_LOADED:
+            elif kind >= SCALING_TICK or kind < 0:    # the autoscaler's and lifecycle events
                 elastic.handle(time, kind, req)
             else:
                 pd.handle(time, kind, req)

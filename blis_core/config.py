@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from blis_core.autoscaling import AutoscalerConfig
+from blis_core.autoscaling import AutoscalerConfig, InstanceLifecycle
 from blis_core.decisions import TraceConfig
 from blis_core.disaggregation import PDConfig
 from blis_core.events import MAX_TICK
@@ -86,4 +86,5 @@ class SimulationConfig:
     tp: int = 1                           # GPUs one instance takes on a node pool
     node_pools: tuple = ()                # infrastructure.NodePoolSpec values (empty: no pools)
     autoscaler: AutoscalerConfig | None = None
-    loading_delay: tuple = (0.0, 0.0)     # (mean, stddev) seconds an added instance loads
+    # How added instances come up and drained ones go (autoscaling.InstanceLifecycle).
+    lifecycle: InstanceLifecycle = InstanceLifecycle()

@@ -25,6 +25,8 @@ DECODE_ROUTING = 7
 # The autoscaler (blis_core.autoscaling); a loaded instance precedes every other event of its
 # tick, as upstream's InstanceLoadedEvent (priority -1).
 INSTANCE_LOADED = -1
+# blis: a provisioned node becomes Ready before its instances load (upstream's priority -2).
+NODE_READY = -2
 SCALING_TICK = 8
 SCALE_ACTUATION = 9
 
@@ -45,6 +47,7 @@ PRIORITY = {
     KV_TRANSFER_DONE: 6,
     DECODE_ROUTING: 7,
     INSTANCE_LOADED: -1,
+    NODE_READY: -2,
     SCALING_TICK: 8,
     SCALE_ACTUATION: 9,
     ARRIVAL: 0,

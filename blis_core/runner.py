@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import attrs
 
-from blis_core.autoscaling import AutoscalerConfig
+from blis_core.autoscaling import AutoscalerConfig, InstanceLifecycle
 from blis_core.bundle import autoscaler_plugin
 from blis_core.config import MAX_TICK, KVConfig, PolicyConfig, SimulationConfig
 from blis_core.decisions import TRACE_LEVELS, TraceConfig
@@ -258,12 +258,21 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
         hardware=resolved.hardware,
         tp=resolved.tp,
         node_pools=tuple(NodePoolSpec(p.name, p.gpu_type, p.gpus_per_node, p.initial_nodes,
-                                      p.min_nodes, p.max_nodes, p.cost_per_hour)
+                                      p.min_nodes, p.max_nodes, p.cost_per_hour,
+                                      (p.provisioning_delay.mean, p.provisioning_delay.stddev))
                          for p in b.node_pools),
         autoscaler=_autoscaler_config(b.autoscaler),
-        loading_delay=(b.instance_lifecycle.loading_delay.mean,
-                       b.instance_lifecycle.loading_delay.stddev),
+        lifecycle=_lifecycle(b),
     )
+
+
+def _lifecycle(b) -> InstanceLifecycle:
+    life = b.instance_lifecycle
+    return InstanceLifecycle(
+        loading_delay=(life.loading_delay.mean, life.loading_delay.stddev),
+        warm_up_steps=life.warm_up_steps, warm_up_factor=life.warm_up_factor,
+        drain_policy=life.drain_policy or "WAIT",
+        provision_nodes=b.autoscaler.provision_nodes)
 
 
 def _flow_control_config(config: RunConfig, registry) -> FlowControlConfig | None:

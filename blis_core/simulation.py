@@ -150,8 +150,9 @@ def _elasticity(cluster, config: SimulationConfig, registry, placement, make_ins
         autoscaler = registry.get("autoscaler", scaling.policy)(**scaling.params)
     rng = PartitionedRNG(config.seed)
     return Elasticity(cluster, scaling, autoscaler, placement, make_instance,
-                      rng.for_subsystem("autoscaler"), tp, config.loading_delay,
-                      rng.for_subsystem("instance-loading"))
+                      rng.for_subsystem("autoscaler"), tp, config.lifecycle,
+                      rng.for_subsystem("instance-loading"),
+                      rng.for_subsystem("node-provisioning"))
 
 
 def _pool_config(config: SimulationConfig, index: int) -> SimulationConfig:
