@@ -262,12 +262,16 @@ def simulation_config(config: RunConfig, registry=None) -> SimulationConfig:
                                       (p.provisioning_delay.mean, p.provisioning_delay.stddev))
                          for p in b.node_pools),
         autoscaler=_autoscaler_config(b.autoscaler),
-        lifecycle=_lifecycle(b),
+        lifecycle=_lifecycle(b, pd),
     )
 
 
-def _lifecycle(b) -> InstanceLifecycle:
+def _lifecycle(b, pd) -> InstanceLifecycle:
     life = b.instance_lifecycle
+    if life.drain_policy == "REDIRECT" and pd is not None:
+        # A P/D sub-request re-routed by the plain router would skip its pool's routing.
+        raise ConfigurationError("instance_lifecycle.drain_policy: REDIRECT is not supported "
+                                 "with P/D disaggregation (--prefill-instances)")
     return InstanceLifecycle(
         loading_delay=(life.loading_delay.mean, life.loading_delay.stddev),
         warm_up_steps=life.warm_up_steps, warm_up_factor=life.warm_up_factor,

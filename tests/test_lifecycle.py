@@ -265,3 +265,13 @@ def test_provisioned_nodes_never_exceed_max_nodes(tmp_path):
     assert len(placement.nodes[0]) == 2
     assert all(n.state != NODE_PROVISIONING for n in placement.nodes[0])
     assert result.metrics.elasticity.nodes_provisioned == 1
+
+
+def test_redirect_with_pd_disaggregation_is_refused(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(pools(4, 1) + lifecycle(drain_policy="REDIRECT"))
+    code, _, err = run_cli(f"run {MODEL} --num-instances 2 --prefill-instances 1 "
+                           f"--decode-instances 1 --policy-config {tmp_path}/p.yaml".split(),
+                           capsys)
+    assert code == 2
+    assert "instance_lifecycle.drain_policy: REDIRECT is not supported with P/D" in err
+    assert "Traceback" not in err
