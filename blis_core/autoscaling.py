@@ -420,6 +420,8 @@ class WarmUp:
         self.factor = factor
 
     def __getattr__(self, name):
+        if name == "base":       # not set yet (a copy being built): no delegation loop
+            raise AttributeError(name)
         return getattr(self.base, name)
 
     def step_time(self, *args) -> int:

@@ -275,3 +275,29 @@ def test_redirect_with_pd_disaggregation_is_refused(tmp_path, capsys):
     assert code == 2
     assert "instance_lifecycle.drain_policy: REDIRECT is not supported with P/D" in err
     assert "Traceback" not in err
+
+
+@SETTINGS
+@given(policy=st.sampled_from(["wva", "threshold", "oscillator"]),
+       drain=st.sampled_from(["WAIT", "IMMEDIATE", "REDIRECT"]),
+       provisioning=st.sampled_from([0.0, 0.4, 1.5]), loading=st.sampled_from([0.0, 0.3]),
+       warm=st.sampled_from([0, 8]), rate=st.sampled_from([20.0, 150.0]),
+       seed=st.integers(0, 2**31 - 1))
+def test_every_extension_together_keeps_the_lifecycle_and_conservation(
+        tmp_path, policy, drain, provisioning, loading, warm, rate, seed):
+    params = "cooldown_us: 500000, scale_out_queue_depth: 1" if policy == "threshold" else ""
+    bundle = (growing_pool(f"{{mean: {provisioning}, stddev: 0.2}}", most=4)
+              + autoscaler(policy, params=params, extra="  provision_nodes: true\n")
+              + lifecycle(loading_delay=f"{{mean: {loading}, stddev: 0.1}}",
+                          warm_up_steps=warm, warm_up_factor=1.5, drain_policy=drain))
+    result = run(tmp_path, bundle, f"--num-instances 1 --rate {rate} --num-requests 150 "
+                 f"--seed {seed} --prompt-tokens 700 --output-tokens 60 --trace-level decisions")
+    check_lifecycle(result)       # nothing routed while Scheduling, Loading or Draining
+    m = result.metrics
+    conserved(m)
+    assert m.dropped_unservable == m.elasticity.drain_dropped
+    if drain != "IMMEDIATE":
+        assert m.completed == m.arrived - m.routing_rejections
+    placement = result.simulation.cluster.elastic.placement
+    assert len(placement.nodes[0]) <= 4
+    assert m.elasticity.nodes_provisioned == len(placement.nodes[0]) - 1
