@@ -340,6 +340,8 @@ class Elasticity:
             wait.clear()
             wait.extend(kept)
             for req in fresh:
+                # Its new instance counts its prompt when it enqueues it there.
+                inst.counters.total_input_tokens -= req.num_input
                 self._redirect(inst, req, now)
         own_handle = inst.handle
 

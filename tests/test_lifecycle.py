@@ -301,3 +301,14 @@ def test_every_extension_together_keeps_the_lifecycle_and_conservation(
     placement = result.simulation.cluster.elastic.placement
     assert len(placement.nodes[0]) <= 4
     assert m.elasticity.nodes_provisioned == len(placement.nodes[0]) - 1
+
+
+def test_redirected_prompts_are_counted_once(tmp_path):
+    wait = drained_run(tmp_path, "WAIT", 400.0, 3, prompt=1500)
+    redirect = drained_run(tmp_path, "REDIRECT", 400.0, 3, prompt=1500)
+    assert redirect.metrics.elasticity.drain_redirected > 0
+    for result in (wait, redirect):
+        completed = [r for inst in result.simulation.instances for r in inst.completed_requests]
+        assert len(completed) == 150
+        counted = sum(inst.counters.total_input_tokens for inst in result.simulation.instances)
+        assert counted == sum(r.num_input for r in completed)
