@@ -675,6 +675,8 @@ class Instance:
         req.itl = []
         self.completed_requests.append(req)
         self._finish(req, left_at)
+        # After _finish: a session builds its next round from this round's tokens there.
+        req.drop_tokens()
 
     def audit(self) -> None:
         """Check the KV books: every block is either free or referenced by running requests.
