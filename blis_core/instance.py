@@ -7,6 +7,7 @@ the step is the hot path of every run and is written flat, with attribute lookup
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, deque
 from heapq import heappush
 
@@ -93,7 +94,9 @@ class Instance:
         self.cruise = cruise              # False: every request steps explicitly (reference)
         self.cruisers = 0                 # running requests decoding implicitly
         self.due: dict = {}               # step -> [(request, epoch, event)] for cruisers
-        self.step_latency = [0]           # token latency (adv + otpt) of each step, by number
+        # Token latency (adv + otpt) of each step, by number; one per step of the whole run,
+        # so stored as machine integers (8 bytes each, not a list's 8 + 32).
+        self.step_latency = array("q", (0,))
         self.wait_samples = 0             # sum over steps of the wait-queue length (HOL blocking)
         self.tiered = hasattr(kv, "mirror_count")
 
@@ -675,6 +678,8 @@ class Instance:
         req.itl = []
         self.completed_requests.append(req)
         self._finish(req, left_at)
+        # After _finish: a session builds its next round from this round's tokens there.
+        req.drop_tokens()
 
     def audit(self) -> None:
         """Check the KV books: every block is either free or referenced by running requests.

@@ -6,6 +6,8 @@ per run, and slot access is the cheapest attribute access CPython offers.
 
 from __future__ import annotations
 
+import numpy as np
+
 QUEUED = "queued"
 RUNNING = "running"
 COMPLETED = "completed"
@@ -18,11 +20,16 @@ class Request:
     Token ids are kept as numpy int32 arrays (``input_tokens``, ``output_tokens``); ``num_input``
     and ``num_output`` cache their lengths because the engine reads them every step. The oracle
     output length is known in advance, as in upstream BLIS.
+
+    A workload whose requests share a prefix passes it as ``shared_prefix`` and only the rest
+    of the prompt as ``input_tokens``: the prompt is joined the first time it is read, so a run
+    does not hold one copy of the prefix per request that has not arrived yet. Once a request
+    has completed, the instance drops its token ids (:meth:`drop_tokens`).
     """
 
     __slots__ = (
         # identity and workload metadata
-        "id", "arrival_time", "input_tokens", "output_tokens", "num_input", "num_output",
+        "id", "arrival_time", "_input", "_prefix", "output_tokens", "num_input", "num_output",
         "max_output_len", "deadline", "session_id", "round_index", "client_id", "tenant_id",
         "slo_class", "prefix_group", "prefix_length", "model", "streaming", "reason_ratio",
         "text_tokens", "image_tokens", "audio_tokens", "video_tokens",
@@ -58,12 +65,16 @@ class Request:
         model: str = "",
         streaming: bool = False,
         reason_ratio: float = 0.0,
+        shared_prefix=None,
     ) -> None:
         self.id = id
         self.arrival_time = arrival_time
-        self.input_tokens = input_tokens
+        self._input = input_tokens
+        self._prefix = shared_prefix
         self.output_tokens = output_tokens
         self.num_input = len(input_tokens)
+        if shared_prefix is not None:
+            self.num_input += len(shared_prefix)
         self.num_output = len(output_tokens)
         self.max_output_len = max_output_len
         self.deadline = deadline
@@ -115,6 +126,25 @@ class Request:
         self.first_itl = None
         self.gateway_enqueue_time = 0
         self.gateway_dispatch_time = 0
+
+    @property
+    def input_tokens(self):
+        prefix = self._prefix
+        if prefix is not None:
+            self._input = np.concatenate((prefix, self._input))
+            self._prefix = None
+        return self._input
+
+    @input_tokens.setter
+    def input_tokens(self, tokens) -> None:
+        self._input = tokens
+        self._prefix = None
+
+    def drop_tokens(self) -> None:
+        """Forget the token ids and prefix-cache keys of a request that has left for good;
+        only their lengths (``num_input``, ``num_output``) are reported afterwards."""
+        self._input = self._prefix = self.output_tokens = None
+        self.hash_chain = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "

@@ -298,6 +298,7 @@ def _standard_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
                 return
             continue
         modal = None
+        shared = None
         if modal_samplers is not None:
             input_tokens, modal = _multimodal_input(rng, modal_samplers)
             output_tokens = draw(MAX_TOKEN_ID, sample_out(rng))
@@ -308,18 +309,12 @@ def _standard_requests(client: ClientSpec, rng, arrivals, inp: LengthSampler,
             out_len = sample_out(rng)
             # Input and output ids are consecutive draws: one run, split.
             tokens = draw(MAX_TOKEN_ID, in_len + out_len)
+            input_tokens, output_tokens = tokens[:in_len], tokens[in_len:]
             if prefix_len:
-                # Prefix, prompt and output in one new array: a view into the generator's
-                # block would keep the whole block alive next to the copied prompt.
-                whole = np.empty(prefix_len + in_len + out_len, dtype=tokens.dtype)
-                whole[:prefix_len] = prefix
-                whole[prefix_len:] = tokens
-                split = prefix_len + in_len
-                input_tokens, output_tokens = whole[:split], whole[split:]
-            else:
-                input_tokens, output_tokens = tokens[:in_len], tokens[in_len:]
+                shared = prefix      # joined when the engine first reads the prompt
         req = Request("", t, input_tokens, output_tokens, len(output_tokens),
-                      t + deadline_offset if deadline_offset else 0, **fields)
+                      t + deadline_offset if deadline_offset else 0, shared_prefix=shared,
+                      **fields)
         if modal is not None:
             req.text_tokens, req.image_tokens, req.audio_tokens, req.video_tokens = modal
         yield req

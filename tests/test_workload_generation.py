@@ -234,3 +234,20 @@ def test_block_rand_matches_gorand_for_the_generation_draw_mix():
             assert a.int63() == b.int63()
             assert a.float64() == b.float64()
             assert a.intn(17) == b.intn(17)
+
+
+def test_shared_prefix_is_joined_on_first_read_and_tokens_drop_after_completion():
+    from blis_core.request import Request
+
+    prefix = np.arange(5, dtype=np.int32)
+    own = np.array([7, 8], dtype=np.int32)
+    req = Request("r", 0, own, np.array([9], dtype=np.int32), 1, shared_prefix=prefix)
+    assert (req.num_input, req.num_output) == (7, 1)
+    assert req.input_tokens.tolist() == [0, 1, 2, 3, 4, 7, 8]
+    assert req.input_tokens is req.input_tokens           # joined once
+    req.input_tokens = own
+    assert req.input_tokens is own
+    req.hash_chain = [1]
+    req.drop_tokens()
+    assert (req.input_tokens, req.output_tokens, req.hash_chain) == (None, None, None)
+    assert (req.num_input, req.num_output) == (7, 1)     # lengths stay for the metrics
