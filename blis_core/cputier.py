@@ -493,7 +493,7 @@ class CpuTier:
         grown = self.grown_since + added
         shrunk = self.shrunk_since + left
         if recheck or 2 * grown > self.gap_margin or shrunk > self.miss_margin:
-            if not self._check_shared(previous, left_holdings, added):
+            if not self._check_shared(previous, left_holdings, added, left):
                 # back to the previous mirror's snapshot, from which the exact form starts
                 self.snap_runs, self.snap_lens = self._prev_runs
                 self.snap_start, self.snap_total = previous
@@ -507,7 +507,7 @@ class CpuTier:
         self.evictions += misses
         return True
 
-    def _check_shared(self, previous, left_holdings, added) -> bool:
+    def _check_shared(self, previous, left_holdings, added, left) -> bool:
         """Decide each access of a key that two runs of this or the previous mirror hold.
 
         Such keys come in chunks: keys with the same holders, at consecutive positions in each.
@@ -598,8 +598,10 @@ class CpuTier:
         self.recheck = again
         self.gap_margin = capacity - 1 - widest
         self.miss_margin = capacity if narrowest is None else narrowest - capacity
+        # This mirror's additions and departures still change the next mirror's spans (their
+        # first part lies in this mirror).
         self.grown_since = added
-        self.shrunk_since = 0
+        self.shrunk_since = left
         return True
 
     # -- the exact form ------------------------------------------------------------------------
