@@ -5,7 +5,7 @@ tens of millions of operations per run, nearly all of them hits that change noth
 module computes exactly the same LRU (contents, order, store and eviction counts) while doing
 work only for what changed since the previous step, whenever that is provably equivalent.
 
-Two representations, switched between automatically:
+Three representations, switched between automatically:
 
 * **lazy** (the common case): every key referenced by the running batch ("active") is in the
   CPU tier. Re-touching them only reorders keys among themselves, which cannot matter while no
@@ -20,6 +20,15 @@ Two representations, switched between automatically:
   in which a request's run of keys that all miss is stored and its evictions counted in a
   few calls; only hits (typically a prefix shared with an earlier request) go key by key.
   The reference mode (``lazy=False``) keeps upstream's block-by-block ordered dict.
+* **thrashing**: after a mirror that reached more distinct keys than the tier holds, the tier
+  is a function of that mirror's accesses alone, so only those are kept (``snap_*``) with the
+  runs holding each key (``holders``). An access hits iff fewer than ``capacity`` distinct
+  keys were accessed since the key's previous access. A key one run holds (in this and the
+  previous mirror) has between its two accesses every other persisting run's such keys, so
+  when those outnumber the tier every such access misses: one comparison per mirror. Keys
+  several runs hold are decided per chunk (same holders, consecutive positions) in
+  ``_check_shared``, and the decisions reused while nothing can have changed them. Anything
+  undecided, a reload lookup or touch, or too few distinct keys rebuilds the exact form.
 
 Requests carry three fields for this: ``batch_seq`` (their position in batch order, assigned
 at admission), ``mirrored`` (how many of their blocks the previous mirror covered) and
