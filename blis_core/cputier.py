@@ -5,7 +5,7 @@ tens of millions of operations per run, nearly all of them hits that change noth
 module computes exactly the same LRU (contents, order, store and eviction counts) while doing
 work only for what changed since the previous step, whenever that is provably equivalent.
 
-Two representations, switched between automatically:
+Three representations, switched between automatically:
 
 * **lazy** (the common case): every key referenced by the running batch ("active") is in the
   CPU tier. Re-touching them only reorders keys among themselves, which cannot matter while no
@@ -20,6 +20,15 @@ Two representations, switched between automatically:
   in which a request's run of keys that all miss is stored and its evictions counted in a
   few calls; only hits (typically a prefix shared with an earlier request) go key by key.
   The reference mode (``lazy=False``) keeps upstream's block-by-block ordered dict.
+* **thrashing**: after a mirror that reached more distinct keys than the tier holds, the tier
+  is a function of that mirror's accesses alone, so only those are kept (``snap_*``) with the
+  runs holding each key (``holders``). An access hits iff fewer than ``capacity`` distinct
+  keys were accessed since the key's previous access. A key one run holds (in this and the
+  previous mirror) has between its two accesses every other persisting run's such keys, so
+  when those outnumber the tier every such access misses: one comparison per mirror. Keys
+  several runs hold are decided per chunk (same holders, consecutive positions) in
+  ``_check_shared``, and the decisions reused while nothing can have changed them. Anything
+  undecided, a reload lookup or touch, or too few distinct keys rebuilds the exact form.
 
 Requests carry three fields for this: ``batch_seq`` (their position in batch order, assigned
 at admission), ``mirrored`` (how many of their blocks the previous mirror covered) and
@@ -29,7 +38,8 @@ at admission), ``mirrored`` (how many of their blocks the previous mirror covere
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from itertools import chain, repeat
+from bisect import bisect_left, bisect_right
+from itertools import accumulate, chain, repeat
 
 
 class StampedLru:
@@ -176,14 +186,33 @@ class CpuTier:
         self.dirty: list = []      # requests whose block lists grew since the last mirror
         self.departed: list = []   # (batch_seq, keys) of requests released since the last mirror
         self.touched: list = []    # keys touched by reloads since the last mirror
+        # Thrashing form (see ``_mirror_thrash``); ``thrash`` True means it describes the tier.
+        self.thrash = False
+        self.holders: dict = {}    # key -> [(id of a run's key list, index)] over the batch
+        self.shared: set = set()   # keys with two or more holders
+        self.singles = 0           # keys with exactly one holder
+        self.snap_runs: list = []  # the previous mirror's runs (key lists), in batch order
+        self.snap_lens: list = []  # their lengths then
+        self.snap_start: dict = {} # id(run) -> its first position in that access sequence
+        self.snap_total = 0
+        self.shared_hits = 0       # hits of the previous mirror (all among shared accesses)
+        self.gap_margin = -1       # C - 1 - the largest gap of those hits, as of ``recheck``
+        self.grown_since = 0       # keys added since the shared accesses were last checked
+        self.shrunk_since = 0      # keys of runs departed since then
+        self.miss_margin = -1      # the fewest distinct keys before a shared miss, less C
+        self.recheck = True        # shared accesses must be checked one by one next step
 
     # -- queries and touches (reload path) --------------------------------------------------
     def __contains__(self, key) -> bool:
         if self.lazy:
             return key in self.active or key in self.old
+        if self.thrash:
+            self._leave_thrash()
         return key in self.exact
 
     def touch(self, key) -> None:
+        if self.thrash:
+            self._leave_thrash()
         if not self.lazy:
             self.exact.move_to_end(key)
             return
@@ -193,14 +222,23 @@ class CpuTier:
         self.touched.append(key)
 
     def __len__(self) -> int:
+        if self.thrash:
+            return self.capacity
         return len(self.active) + len(self.old) if self.lazy else len(self.exact)
+
+    def contents(self) -> list:
+        """The keys of the exact or thrashing form, least recently used first (for tests; does
+        not change the form)."""
+        if self.thrash:
+            return list(self._thrash_order())
+        return list(self.exact)
 
     # -- bookkeeping hooks called by the block store -----------------------------------------
     def grew(self, req) -> None:
         self.dirty.append(req)
 
     def released(self, req, blocks) -> None:
-        if req.mirrored and self.lazy:
+        if req.mirrored and (self.lazy or self.thrash) and req.mirrored_keys:
             self.departed.append((req.batch_seq, req.mirrored_keys))
         req.mirrored = 0
         req.mirrored_keys = []
@@ -208,6 +246,8 @@ class CpuTier:
     # -- the per-step mirror -------------------------------------------------------------------
     def mirror(self, batch) -> None:
         if self.lazy and self._mirror_lazy():
+            return
+        if self.thrash and self._mirror_thrash(batch):
             return
         self._mirror_exact(batch)
 
@@ -320,6 +360,260 @@ class CpuTier:
                 order[k] = True
         return order
 
+    # -- the thrashing form ------------------------------------------------------------------
+    def _thrash_order(self):
+        """The tier implied by the previous mirror's accesses alone (they reached at least
+        ``capacity`` distinct keys): its last ``capacity`` distinct keys, oldest first."""
+        recent: dict = {}
+        capacity = self.capacity
+        for run, n in zip(reversed(self.snap_runs), reversed(self.snap_lens)):
+            for i in range(n - 1, -1, -1):
+                k = run[i]
+                if k not in recent:
+                    recent[k] = True
+                    if len(recent) == capacity:
+                        return reversed(list(recent))
+        return reversed(list(recent))
+
+    def _leave_thrash(self) -> None:
+        self.exact = StampedLru(self.capacity, self._thrash_order())
+        self.thrash = False
+        self.holders = {}
+        self.shared = set()
+        self.snap_runs = []
+        self.snap_lens = []
+        self.snap_start = {}
+
+    def _enter_thrash(self, runs) -> None:
+        """Switch to the thrashing form after a mirror whose runs reached more than
+        ``capacity`` distinct keys, each run's keys being distinct."""
+        holders: dict = {}
+        for run in runs:
+            rid = id(run)
+            for i, k in enumerate(run):
+                h = holders.get(k)
+                if h is None:
+                    holders[k] = [(rid, i)]
+                else:
+                    h.append((rid, i))
+        shared = {k for k, h in holders.items() if len(h) > 1}
+        for k in shared:
+            rids = [rid for rid, _ in holders[k]]
+            if len(set(rids)) != len(rids):
+                return  # a key twice in one run: stay exact
+        self.holders = holders
+        self.shared = shared
+        self.singles = len(holders) - len(shared)
+        self._snapshot(runs)
+        self.recheck = True
+        self.thrash = True
+        self.exact = OrderedDict()
+
+    def _snapshot(self, runs) -> None:
+        """Remember this mirror's accesses: the runs, and each run's (start, length)."""
+        lens = list(map(len, runs))
+        self._prev_runs = (self.snap_runs, self.snap_lens)
+        self.snap_runs = runs
+        self.snap_lens = lens
+        self.snap_start = dict(zip(map(id, runs), zip(accumulate(lens, initial=0), lens)))
+        self.snap_total = sum(lens)
+
+    def _mirror_thrash(self, batch) -> bool:
+        """One mirror in the thrashing form, from what changed; False (having switched to the
+        exact form as of before this mirror) when it cannot decide every access."""
+        if self.touched:
+            self._leave_thrash()
+            return False
+        _, advanced = self._new_keys()
+        self._advance(advanced)
+        self.dirty.clear()
+        holders = self.holders
+        shared = self.shared
+        prev_start = self.snap_start
+        recheck = self.recheck
+        ok = True
+        singles = self.singles
+        left = 0              # keys of departed runs (accessed by the previous mirror)
+        left_holdings = {}    # key two runs held -> its departed holdings
+        departed = self.departed
+        persisting = len(prev_start) - len(departed)
+        added = 0
+        # Additions first: a key a departed run held and a new one holds was accessed.
+        for req, _covered, keys in advanced:
+            if not keys:
+                continue
+            run = req.mirrored_keys
+            rid = id(run)
+            base = len(run) - len(keys)
+            added += len(keys)
+            for j, k in enumerate(keys):
+                h = holders.get(k)
+                if h is None:
+                    holders[k] = [(rid, base + j)]
+                    singles += 1
+                    continue
+                recheck = True
+                for other, _ in h:
+                    if other == rid:
+                        ok = False
+                if len(h) == 1:
+                    singles -= 1
+                    shared.add(k)
+                h.append((rid, base + j))
+        for _seq, keys in departed:
+            rid = id(keys)
+            if prev_start.get(rid, (0, -1))[1] != len(keys):
+                ok = False
+                break
+            left += len(keys)
+            for i, k in enumerate(keys):
+                h = holders[k]
+                n = len(h)
+                if n == 1 and k not in left_holdings:
+                    del holders[k]
+                    singles -= 1
+                    continue
+                recheck = True
+                h.remove((rid, i))
+                left_holdings.setdefault(k, []).append((rid, i))
+                if n == 2:
+                    shared.discard(k)
+                    singles += 1
+                elif n == 1:
+                    del holders[k]
+                    singles -= 1
+        self.singles = singles
+        departed.clear()
+        capacity = self.capacity
+        # Every access of a key only one run of either mirror holds misses when the other
+        # runs' such keys alone fill the tier between its two accesses (see the module
+        # docstring); ``singles - added - left`` counts at least those of the persisting runs.
+        if not ok or len(holders) < capacity or singles - added - left <= capacity:
+            self._leave_thrash()
+            return False
+        runs = [run for run in [req.mirrored_keys for req in batch] if run]
+        # Every run of the previous mirror either runs on (its order among the others kept)
+        # or departed: the reasoning above needs both.
+        if len(prev_start.keys() & set(map(id, runs))) != persisting:
+            self._leave_thrash()
+            return False
+        previous = (self.snap_start, self.snap_total)
+        self._snapshot(runs)
+        grown = self.grown_since + added
+        shrunk = self.shrunk_since + left
+        if recheck or 2 * grown > self.gap_margin or shrunk > self.miss_margin:
+            if not self._check_shared(previous, left_holdings, added, left):
+                # back to the previous mirror's snapshot, from which the exact form starts
+                self.snap_runs, self.snap_lens = self._prev_runs
+                self.snap_start, self.snap_total = previous
+                self._leave_thrash()
+                return False
+        else:
+            self.grown_since = grown
+            self.shrunk_since = shrunk
+        misses = self.snap_total - self.shared_hits
+        self.stores += misses
+        self.evictions += misses
+        return True
+
+    def _check_shared(self, previous, left_holdings, added, left) -> bool:
+        """Decide each access of a key that two runs of this or the previous mirror hold.
+
+        Such keys come in chunks: keys with the same holders, at consecutive positions in each.
+        All keys of a chunk see the same number of distinct keys between an access and the
+        previous one, so one decision per holder covers the chunk. That number is at most the
+        accesses in between and, as no run is crossed twice, exactly those minus the repeated
+        accesses, which only other chunks make. False when some access is not decided.
+        """
+        prev_start, prev_total = previous
+        start = self.snap_start
+        holders = self.holders
+        capacity = self.capacity
+        groups: dict = {}
+        for k in self.shared.union(left_holdings):
+            now = holders.get(k, ())
+            then = [(rid, i) for rid, i in chain(now, left_holdings.get(k, ()))
+                    if i < prev_start.get(rid, (0, 0))[1]]
+            signature = (tuple(sorted(rid for rid, _ in now)),
+                         tuple(sorted(rid for rid, _ in then)))
+            groups.setdefault(signature, []).append((dict(now), dict(then)))
+        chunks = []
+        for members in groups.values():
+            now0, then0 = members[0]
+            pivot = next(iter(now0 or then0))
+            members.sort(key=lambda m: (m[0] or m[1])[pivot])
+            size = len(members)
+            first_now, first_then = members[0]
+            for j, (now, then) in enumerate(members):
+                for rid, i in now.items():
+                    if i != first_now[rid] + j:
+                        return False
+                for rid, i in then.items():
+                    if i != first_then[rid] + j:
+                        return False
+            chunks.append((size,
+                           sorted(start[rid][0] + i for rid, i in first_now.items()),
+                           sorted(prev_start[rid][0] + i for rid, i in first_then.items()),
+                           first_now, first_then))
+        hits = 0
+        widest = -1
+        narrowest = None
+        again = bool(left_holdings)
+        for chunk in chunks:
+            size, now, then, first_now, first_then = chunk
+            if not now:
+                continue
+            if first_now.keys() != first_then.keys():
+                again = True  # holders came or went: the next mirror's spans differ
+            spans = []
+            if then:
+                gap = prev_total - 1 - then[-1] + now[0]
+                spans.append((gap, True, then[-1], now[0]))
+            else:
+                again = True  # a first access: misses now, hits next time
+            spans += [(b - a - 1, False, a, b) for a, b in zip(now, now[1:])]
+            for gap, cyclic, a, b in spans:
+                if gap < capacity:
+                    hits += size
+                    if gap > widest:
+                        widest = gap
+                    continue
+                if cyclic:
+                    # the run holding the chunk first now must not precede, in the previous
+                    # mirror, the one holding it last then (else some run is crossed twice)
+                    head = min(first_now, key=lambda rid: start[rid][0])
+                    tail = max(first_then, key=lambda rid: prev_start[rid][0])
+                    if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
+                        return False
+                repeats = 0
+                for other in chunks:
+                    if other is chunk:
+                        continue
+                    if cyclic:
+                        count = (len(other[2]) - bisect_right(other[2], a)
+                                 + bisect_left(other[1], b))
+                    else:
+                        count = bisect_left(other[1], b) - bisect_right(other[1], a)
+                    if count > 1:
+                        repeats += other[0] * (count - 1)
+                distinct = gap - repeats
+                if distinct < capacity:
+                    hits += size
+                    if distinct > widest:
+                        widest = distinct
+                elif narrowest is None or distinct < narrowest:
+                    narrowest = distinct
+        self.shared_hits = hits
+        self.recheck = again
+        self.gap_margin = capacity - 1 - widest
+        self.miss_margin = capacity if narrowest is None else narrowest - capacity
+        # This mirror's additions and departures still change the next mirror's spans (their
+        # first part lies in this mirror).
+        self.grown_since = added
+        self.shrunk_since = left
+        return True
+
+    # -- the exact form ------------------------------------------------------------------------
     def _mirror_exact(self, batch) -> None:
         if not self.allow_lazy:
             self._mirror_literal(batch)
@@ -345,6 +639,8 @@ class CpuTier:
             self.old = OrderedDict((k, True) for k in self.exact if k not in refs)
             self.exact = OrderedDict()
             self.lazy = True
+        else:
+            self._enter_thrash([run for run in runs if run])
 
     def _mirror_literal(self, batch) -> None:
         """Upstream's mirror, block by block (the reference behaviour)."""

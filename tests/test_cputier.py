@@ -47,7 +47,7 @@ class ReferenceTier:
 
 
 def contents(tier: CpuTier) -> set:
-    return set(tier.active) | set(tier.old) if tier.lazy else set(tier.exact)
+    return set(tier.active) | set(tier.old) if tier.lazy else set(tier.contents())
 
 
 ops = st.lists(st.tuples(st.sampled_from(["admit", "grow", "grow", "leave", "touch", "step",
@@ -129,7 +129,7 @@ def check_against_reference(capacity, groups, operations):
                 old = list(tier.old)
                 assert list(reference.lru)[:len(old)] == old
             else:
-                assert list(tier.exact) == list(reference.lru)
+                assert tier.contents() == list(reference.lru)
                 assert len(tier) == len(reference.lru)
     tier.mirror(batch)
     reference.mirror(batch, kv)
@@ -222,4 +222,85 @@ def test_thrashing_batches_equal_block_by_block_lru(capacity, rnd):
         assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
         assert contents(tier) == set(reference.lru)
         if not tier.lazy:
-            assert list(tier.exact) == list(reference.lru)
+            assert tier.contents() == list(reference.lru)
+
+
+def run_thrashing_scenario(capacity, rnd, steps=60):
+    """Batches whose private tails outnumber the tier, sharing trie-shaped prefixes, with
+    growth, departures, same-step readmissions (a preempted request's keys again), admissions
+    and the odd reload touch; checked against the literal LRU after every mirror. Returns how
+    many mirrors the thrashing form decided."""
+    kv = SimpleNamespace(key=[], fill=[], block_size=BS)
+    tier = CpuTier(capacity, kv)
+    reference = ReferenceTier(capacity)
+    batch: list = []
+    counter = [0]
+    decided = 0
+
+    def block(k):
+        kv.key.append(k)
+        kv.fill.append(BS)
+        return len(kv.key) - 1
+
+    def admit(keys=None):
+        counter[0] += 1
+        if keys is None:
+            group = rnd.randrange(3)
+            depth = rnd.randrange(6)
+            # a trie: a group's prefix, then a branch of it shared by fewer requests
+            keys = [("group", group, i) for i in range(depth)]
+            if depth and rnd.random() < 0.5:
+                keys += [("branch", group, depth, i) for i in range(rnd.randrange(1, 3))]
+            keys += [("own", counter[0], i) for i in range(rnd.randrange(2, 16))]
+        req = SimpleNamespace(blocks=[block(k) for k in keys], state="running",
+                              batch_seq=counter[0], mirrored=0, mirrored_keys=[], keys=keys)
+        batch.append(req)
+        tier.grew(req)
+
+    def leave(req):
+        batch.remove(req)
+        tier.released(req, req.blocks)
+        req.state, req.blocks = "completed", None
+
+    for _ in range(rnd.randrange(4, 20)):
+        admit()
+    for _step in range(steps):
+        for req in rnd.sample(batch, min(len(batch), rnd.randrange(4))):
+            k = ("own", req.batch_seq, "grown", len(req.blocks))
+            req.keys.append(k)
+            req.blocks.append(block(k))
+            tier.grew(req)
+        roll = rnd.random()
+        if batch and roll < 0.15:
+            leave(rnd.choice(batch))
+        elif batch and roll < 0.25:
+            req = batch[-1]  # preempted, and admitted again at once with the same keys
+            leave(req)
+            admit(list(req.keys))
+        if rnd.random() < 0.2:
+            admit()
+        if reference.lru and rnd.random() < 0.05:
+            k = rnd.choice(list(reference.lru))
+            tier.touch(k)
+            reference.touch(k)
+        thrashing = tier.thrash
+        tier.mirror(batch)
+        reference.mirror(batch, kv)
+        decided += thrashing and tier.thrash
+        assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
+        assert contents(tier) == set(reference.lru)
+        if not tier.lazy:
+            assert tier.contents() == list(reference.lru)
+    return decided
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(4, 80), st.randoms(use_true_random=False))
+def test_thrashing_form_equals_block_by_block_lru(capacity, rnd):
+    run_thrashing_scenario(capacity, rnd)
+
+
+def test_thrashing_form_decides_most_mirrors_of_a_thrashing_batch():
+    import random
+    decided = sum(run_thrashing_scenario(24, random.Random(seed)) for seed in range(20))
+    assert decided > 300
