@@ -286,18 +286,23 @@ class Cluster:
     def router_state(self, req, refresh_cache: bool = True) -> RouterState:
         """Upstream buildRouterState with every field Immediate (``--snapshot-refresh-interval``
         0): live values of the instances serving the request's model."""
-        snapshots = []
         clock = self.clock
         if self.cache_view is not None and refresh_cache:
             self.cache_view.refresh(clock)
+        model = self.model
+        if req is not None and req.model and model and req.model != model:
+            return RouterState([], clock, self.cache_query)
+        # Built once per instance for every admission and routing decision: tuple.__new__
+        # skips the named tuple's Python-level constructor.
+        make = tuple.__new__
+        snapshots = []
         for inst in self.routable:
-            if req is not None and req.model and self.model and req.model != self.model:
-                continue
             kv = inst.kv
             used = kv.used_blocks()
             total = kv.total_blocks
+            block_size = kv.block_size
             running = inst.running
-            snapshots.append(Snapshot(
+            snapshots.append(make(Snapshot, (
                 inst.id,
                 len(inst.wait),
                 len(running) if running else 0,
@@ -306,13 +311,13 @@ class Cluster:
                 kv.cache_hit_rate(),
                 inst.in_flight,
                 inst.counters.preemptions,
-                self.model,
+                model,
                 inst.gpu_type,
                 inst.tp_degree,
                 inst.cost_per_hour,
-                total * kv.block_size,
-                used * kv.block_size,
-            ))
+                total * block_size,
+                used * block_size,
+            )))
         return RouterState(snapshots, clock, self.cache_query)
 
     def _router_state_periodic(self, req, refresh_cache: bool = True) -> RouterState:

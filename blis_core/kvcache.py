@@ -28,16 +28,45 @@ def block_tokens(req, origin: int, count: int) -> tuple:
     return tuple(req.input_tokens[origin:].tolist()) + tuple(req.output_tokens[:end - n_in].tolist())
 
 
+# Keys of a shared workload prefix's full blocks, computed once per prefix array and block size
+# rather than once per request: id(prefix) -> (prefix, block_size, keys, leftover token ids).
+# The entry holds the array, so its id cannot be reused while it is cached.
+_PREFIX_KEYS: dict = {}
+_PREFIX_KEYS_MAX = 64
+
+
+def _prefix_keys(prefix, block_size: int) -> tuple:
+    entry = _PREFIX_KEYS.get(id(prefix))
+    if entry is None or entry[0] is not prefix or entry[1] != block_size:
+        if len(_PREFIX_KEYS) >= _PREFIX_KEYS_MAX:
+            _PREFIX_KEYS.clear()
+        tokens = prefix.tolist()
+        full = len(tokens) - len(tokens) % block_size
+        entry = (prefix, block_size, _chain(ROOT_KEY, tokens[:full], block_size), tokens[full:])
+        _PREFIX_KEYS[id(prefix)] = entry
+    return entry[2], entry[3]
+
+
+def _chain(key: int, tokens: list, block_size: int) -> list:
+    chain = []
+    for start in range(0, len(tokens) - block_size + 1, block_size):
+        key = hash((key, tuple(tokens[start:start + block_size])))
+        chain.append(key)
+    return chain
+
+
 def prompt_hash_chain(req, block_size: int) -> list:
     """Keys of the request's full prompt blocks, each chained on its predecessor (cached)."""
     chain = req.hash_chain
     if chain is None:
-        tokens = req.input_tokens.tolist()
-        chain = []
-        key = ROOT_KEY
-        for start in range(0, len(tokens) - block_size + 1, block_size):
-            key = hash((key, tuple(tokens[start:start + block_size])))
-            chain.append(key)
+        # Read before input_tokens joins it: a shared prefix not joined yet is hashed once.
+        prefix = getattr(req, "_prefix", None)
+        if prefix is not None:
+            head, leftover = _prefix_keys(prefix, block_size)
+            chain = head + _chain(head[-1] if head else ROOT_KEY,
+                                  leftover + req._input.tolist(), block_size)
+        else:
+            chain = _chain(ROOT_KEY, req.input_tokens.tolist(), block_size)
         req.hash_chain = chain
     return chain
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from typing import Iterable
 
@@ -238,25 +239,20 @@ def _project_parents(pd, counters: dict, requests: dict) -> None:
 
 
 # -- JSON in Go's encoding ------------------------------------------------------------------------
+# Everything Go's encoding/json escapes; most strings (keys, ids) contain none of it.
+_GO_ESCAPED = re.compile(r'["\\\x00-\x1f<>&\u2028\u2029]')
+_GO_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _go_escape(match: re.Match) -> str:
+    ch = match.group()
+    return _GO_SHORT_ESCAPES.get(ch) or f"\\u{ord(ch):04x}"
+
+
 def _go_string(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch in "<>&" or ord(ch) < 0x20 or ch in "\u2028\u2029":
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    if _GO_ESCAPED.search(s) is None:
+        return '"' + s + '"'
+    return '"' + _GO_ESCAPED.sub(_go_escape, s) + '"'
 
 
 def go_json(value, indent: str = "  ", _level: int = 0) -> str:

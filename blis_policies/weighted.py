@@ -108,15 +108,13 @@ class WeightedScoring:
         """The composite score of every snapshot, in snapshot order."""
         n = len(state.snapshots)
         total = [0.0] * n
-        for scorer, weight in zip(self.scorers, self.weights):
+        for name, scorer, weight in zip(self.scorer_names, self.scorers, self.weights):
             values = scorer.score(request, state)
-            for i in range(n):
-                s = values[i]
-                if s < 0.0:
-                    s = 0.0
-                elif s > 1.0:
-                    s = 1.0
-                total[i] += s * weight
+            if len(values) != n:
+                raise ValueError(f"scorer {name!r} gave {len(values)} scores for {n} instances")
+            # Clamped to [0, 1]; a NaN passes through unclamped, as upstream.
+            total = [t + (0.0 if s < 0.0 else 1.0 if s > 1.0 else s) * weight
+                     for t, s in zip(total, values)]
         return total
 
     def route(self, request, state) -> RoutingDecision:

@@ -245,11 +245,14 @@ def _go_float_f(x: float) -> str:
     return text
 
 
+_CSV_QUOTED = re.compile('[,"\r\n]')
+
+
 def _csv_field(text: str) -> str:
     """Go ``encoding/csv`` quoting: only when needed, quotes doubled."""
     if text == "":
         return text
-    if text == "\\." or any(c in text for c in ',"\r\n') or text[0].isspace():
+    if text == "\\." or _CSV_QUOTED.search(text) or text[0].isspace():
         return '"' + text.replace('"', '""') + '"'
     return text
 
