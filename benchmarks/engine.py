@@ -13,7 +13,9 @@ blis stdout is compared with the same run's upstream stdout and with the corpus
 ``stdout.txt`` (same text, blank lines ignored).
 
 A baseline, ``python -c "import blis_core.cli"`` timed the same way, shows how much of each
-figure is interpreter start-up and imports. The load average is printed before and after.
+figure is interpreter start-up and imports. The children use cached bytecode, as an installed
+blis does (a cache folder of the run, warmed by one untimed import), even where the caller's
+environment sets PYTHONDONTWRITEBYTECODE. The load average is printed before and after.
 
 Run from the project root: ``python benchmarks/engine.py [--cases NAME ...] [--repeat N]
 [--no-upstream]``. The reference directory is ``BLIS_SHARED_DIR`` or the ``shared`` folder
@@ -107,10 +109,15 @@ def first_difference(got: str, want: str) -> str | None:
     return None
 
 
-def child_env() -> dict[str, str]:
+def child_env(bytecode_dir: str) -> dict[str, str]:
     env = dict(os.environ)
     # The children run from the upstream folder: make sure they import this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    # An installed blis runs from cached bytecode; with PYTHONDONTWRITEBYTECODE inherited (as
+    # in some sandboxes) every child would recompile the project's sources, about 0.1 s a run.
+    # The cache goes to a folder of this run, not into the checkout.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = bytecode_dir
     return env
 
 
@@ -163,7 +170,11 @@ def main() -> None:
     for name in args.cases:
         if not (corpus / name / "cmd.txt").is_file():
             raise SystemExit(f"unknown case {name!r}: no {corpus / name / 'cmd.txt'}")
-    env = child_env()
+    bytecode = tempfile.TemporaryDirectory(prefix="blis-bench-pyc-")
+    env = child_env(bytecode.name)
+    warm = run_child([sys.executable, "-c", "import blis_core.cli"], upstream, env)
+    if warm.returncode:
+        raise SystemExit(f"import failed: {warm.stderr.strip()}")
 
     baseline = [run_child([sys.executable, "-c", "import blis_core.cli"], upstream, env)
                 for _ in range(args.repeat)]
