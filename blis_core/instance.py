@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, deque
-from heapq import heappush
+from heapq import heappop, heappush
 
 import attrs
 
@@ -106,11 +106,17 @@ class Instance:
         # The cluster loop's next sample/progress/horizon mark: steps before it may run ahead
         # of the heap (see _cruise_ahead); 0 turns that off.
         self.until = 0
+        # With it, the cluster's pending event times: steps may also run ahead of the other
+        # instances' events, up to the next cluster event or event of this instance.
+        self.cluster_times = None
+        self.own_times: list = []         # times of this instance's non-step events (a heap)
 
     # -- events -------------------------------------------------------------------------------
     def _push(self, time: int, priority: int, kind: int, payload) -> None:
         self.seq += 1
         heappush(self.heap, (time, self.index, priority, self.seq, kind, payload))
+        if kind != STEP:
+            heappush(self.own_times, time)
 
     def inject(self, req, time: int) -> None:
         """Routing delivered a request: its instance Arrival is at ``time``."""
@@ -135,7 +141,9 @@ class Instance:
         if kind == STEP:
             self.clock = time
             self.step(time)
-        elif kind == ARRIVAL:
+            return True
+        heappop(self.own_times)    # this lane pops its events in time order
+        if kind == ARRIVAL:
             self.clock = time
             self._push(time + self.latency.queueing_time(req.num_input), 1, QUEUED, req)
         elif kind == QUEUED:
@@ -375,6 +383,15 @@ class Instance:
         token_latency = adv + otpt
         append_latency = self.step_latency.append
         step = self.step_count
+        cluster_times = self.cluster_times
+        if cluster_times is not None:
+            # Only the cluster's events and this instance's own can see or change it.
+            if cluster_times and cluster_times[0] < until:
+                until = cluster_times[0]
+            own = self.own_times
+            if own and own[0] < until:
+                until = own[0]
+            heap = None
         while now < until:
             if heap:
                 top = heap[0]
