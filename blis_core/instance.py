@@ -14,6 +14,7 @@ from heapq import heappop, heappush
 import attrs
 
 from blis_core.events import ARRIVAL, MAX_TICK, QUEUED, STEP, TIMEOUT
+from blis_core.latency import BUILTIN_MODELS
 from blis_core.request import COMPLETED, QUEUED as STATE_QUEUED, RUNNING, TIMED_OUT
 
 
@@ -359,7 +360,8 @@ class Instance:
         or more new blocks than free ones goes through ``step``.
         """
         cruisers = self.cruisers
-        if cruisers >= self.batch_config.max_scheduled_tokens:
+        if (cruisers >= self.batch_config.max_scheduled_tokens
+                or type(self.latency) not in BUILTIN_MODELS):
             return now
         heap = self.heap
         index = self.index
