@@ -182,6 +182,10 @@ class Cluster:
         self.by_id = {inst.id: inst for inst in instances}
         # Tests turn this on to check the clock and every instance's KV books after each event.
         self.audit = audit
+        # Decode-only steps may run ahead of the event heap (Instance._cruise_ahead); tests
+        # turn this off to check that it changes nothing.
+        self.fast_forward = True
+        self.pending_times: list = []     # the times of the cluster events in the heap (a heap)
         for inst in instances:
             inst.on_done = self._request_done
         # Upstream's CachedSnapshotProvider: with an interval > 0 every field group of a snapshot
@@ -203,6 +207,7 @@ class Cluster:
 
     def _push(self, time: int, kind: int, req) -> None:
         heappush(self.heap, (time, CLUSTER_LANE, kind, self.seq, kind, req))
+        heappush(self.pending_times, time)
         self.seq += 1
 
     def _request_done(self, req, tick: int) -> None:
@@ -393,6 +398,18 @@ class Cluster:
         # for a due sample or progress update, ``mark`` being the earliest of the three.
         stop = horizon + 1
         mark = self._mark(stop, series, progress)
+        # Instances may run decode-only steps ahead of the heap up to the mark (see
+        # Instance._cruise_ahead), unless hooks after every instance event could act on them.
+        # Without sessions and an autoscaler no instance event creates a cluster event, so an
+        # instance may also run ahead of the other instances' events, up to the next cluster
+        # event.
+        ahead = self.fast_forward and gateway is None and pd is None
+        pending_times = self.pending_times
+        if ahead:
+            independent = self.sessions is None and elastic is None
+            for inst in instances:
+                inst.until = mark
+                inst.cluster_times = pending_times if independent else None
         while heap:
             time, lane, _prio, _seq, kind, req = heappop(heap)
             if time >= mark:
@@ -403,6 +420,9 @@ class Cluster:
                 if progress is not None and time >= progress.next:
                     progress.update(time, self)
                 mark = self._mark(stop, series, progress)
+                if ahead:
+                    for inst in instances:
+                        inst.until = mark
             if self.audit:
                 if time < self.clock:
                     raise AssertionError(f"clock went backwards: {time} < {self.clock}")
@@ -420,6 +440,7 @@ class Cluster:
                     pd.after_instance_event(time)
                 continue
             self.clock = time
+            heappop(pending_times)
             if kind == CLUSTER_ARRIVAL:
                 self.arrivals += 1
                 self._push(time + self.admission_latency, ADMISSION, req)
@@ -465,6 +486,7 @@ class Cluster:
             if progress is not None:
                 progress.finish(min(last, horizon), self)
         for inst in instances:
+            inst.until = 0
             inst.finalize()
 
     @staticmethod

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, deque
-from heapq import heappush
+from heapq import heappop, heappush
 
 import attrs
 
 from blis_core.events import ARRIVAL, MAX_TICK, QUEUED, STEP, TIMEOUT
+from blis_core.latency import BUILTIN_MODELS
 from blis_core.request import COMPLETED, QUEUED as STATE_QUEUED, RUNNING, TIMED_OUT
 
 
@@ -38,6 +39,10 @@ _DONE = 2        # a cruiser completes after this step's execution
 
 def _batch_order(req) -> int:
     return req.batch_seq
+
+
+def _event_order(entry) -> int:
+    return entry[0].batch_seq
 
 
 class InstanceCounters:
@@ -99,11 +104,20 @@ class Instance:
         self.step_latency = array("q", (0,))
         self.wait_samples = 0             # sum over steps of the wait-queue length (HOL blocking)
         self.tiered = hasattr(kv, "mirror_count")
+        # The cluster loop's next sample/progress/horizon mark: steps before it may run ahead
+        # of the heap (see _cruise_ahead); 0 turns that off.
+        self.until = 0
+        # With it, the cluster's pending event times: steps may also run ahead of the other
+        # instances' events, up to the next cluster event or event of this instance.
+        self.cluster_times = None
+        self.own_times: list = []         # times of this instance's non-step events (a heap)
 
     # -- events -------------------------------------------------------------------------------
     def _push(self, time: int, priority: int, kind: int, payload) -> None:
         self.seq += 1
         heappush(self.heap, (time, self.index, priority, self.seq, kind, payload))
+        if kind != STEP:
+            heappush(self.own_times, time)
 
     def inject(self, req, time: int) -> None:
         """Routing delivered a request: its instance Arrival is at ``time``."""
@@ -128,7 +142,9 @@ class Instance:
         if kind == STEP:
             self.clock = time
             self.step(time)
-        elif kind == ARRIVAL:
+            return True
+        heappop(self.own_times)    # this lane pops its events in time order
+        if kind == ARRIVAL:
             self.clock = time
             self._push(time + self.latency.queueing_time(req.num_input), 1, QUEUED, req)
         elif kind == QUEUED:
@@ -317,6 +333,9 @@ class Instance:
 
         if remaining:
             self.running = remaining
+            if (left_at < self.until and self.cruisers == len(remaining) and not self.wait
+                    and not self.tiered):
+                left_at = self._cruise_ahead(left_at)
             self._push(left_at, 2, STEP, None)
             self.step_pending = True
         else:
@@ -326,6 +345,109 @@ class Instance:
                 self.step_pending = True
             else:
                 self.step_pending = False
+
+    def _cruise_ahead(self, now: int) -> int:
+        """Run the steps that follow while nothing but implicit decodes happens; return the
+        time of the first step that must go through the heap.
+
+        With every running request cruising and the wait queue empty, a step only appends its
+        latency and performs the block fills and new blocks due at it. Such a step may run at
+        once, without being queued, when the event heap would pop it next anyway: its key
+        (time, instance index, step priority) is below the heap's smallest, and the time is
+        below the cluster's next sampling/horizon mark (``until``). It runs exactly as
+        ``step`` would run it; the step sequence numbers it would have used are consumed so
+        later events keep theirs. A step with a completion due, a budget that could run out,
+        or more new blocks than free ones goes through ``step``.
+        """
+        cruisers = self.cruisers
+        if (cruisers >= self.batch_config.max_scheduled_tokens
+                or type(self.latency) not in BUILTIN_MODELS):
+            return now
+        heap = self.heap
+        index = self.index
+        until = self.until
+        due = self.due
+        kv = self.kv
+        fill = kv.fill
+        bs = kv.block_size
+        register_full = kv._register_full
+        append_decode_block = kv.append_decode_block
+        schedule = self._schedule
+        latency = self.latency
+        running = self.running
+        positions = latency.needs_positions
+        otpt = latency.output_token_processing_time()
+        adv = 0
+        if not positions:
+            adv = latency.step_time(0, cruisers, None, None)
+            if adv < 1:
+                adv = 1
+        token_latency = adv + otpt
+        append_latency = self.step_latency.append
+        step = self.step_count
+        cluster_times = self.cluster_times
+        if cluster_times is not None:
+            # Only the cluster's events and this instance's own can see or change it.
+            if cluster_times and cluster_times[0] < until:
+                until = cluster_times[0]
+            own = self.own_times
+            if own and own[0] < until:
+                until = own[0]
+            heap = None
+        while now < until:
+            if heap:
+                top = heap[0]
+                t = top[0]
+                if t < now or t == now and (top[1] < index or top[1] == index and top[2] <= 2):
+                    break
+            step += 1
+            bucket = due.get(step)
+            if bucket is not None:
+                events = []
+                new_blocks = 0
+                for req, epoch, what in bucket:
+                    if epoch != req.cruise_epoch:
+                        continue
+                    if what == _DONE:
+                        new_blocks = -1
+                        break
+                    if what == _NEW_BLOCK:
+                        new_blocks += 1
+                    events.append((req, what))
+                if new_blocks < 0 or new_blocks > kv.free_count:
+                    break
+                del due[step]
+                if len(events) > 1:
+                    events.sort(key=_event_order)
+                for req, what in events:
+                    own = req.blocks
+                    if what == _FILL:
+                        last = own[-1]
+                        fill[last] = bs
+                        register_full(req, last, len(own) - 1)
+                        req.tail_step = step
+                        req.tail_fill = bs
+                        schedule(req, step + 1, _NEW_BLOCK)
+                    else:
+                        append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
+                        req.tail_step = step
+                        req.tail_fill = 1
+                        if bs > 1:
+                            schedule(req, step + bs - 1, _FILL)
+                        else:
+                            schedule(req, step + 1, _NEW_BLOCK)
+            self.step_count = step
+            self.clock = now
+            self.seq += 1
+            if positions:
+                adv = latency.step_time(0, cruisers, [], [
+                    req.cruise_progress + (step - req.cruise_step) for req in running])
+                if adv < 1:
+                    adv = 1
+                token_latency = adv + otpt
+            append_latency(token_latency)
+            now += adv
+        return now
 
     def _chunk(self, remaining: int, start: int, budget: int) -> int:
         """Prompt tokens to schedule from position ``start``: the remaining ones, capped by the

@@ -407,6 +407,12 @@ class TrainedPhysicsLatency:
         return ticks if ticks > 1 else 1
 
 
+# Models whose step time is a function of its arguments alone: a run of identical decode-only
+# steps may call them once (Instance._cruise_ahead). A wrapper such as the autoscaler's warm-up
+# model counts its calls and swaps itself out, and a plugin model may keep state, so neither is.
+BUILTIN_MODELS = (BlackboxLatency, RooflineLatency, TrainedPhysicsLatency)
+
+
 def _check_coefficients(name: str, coeffs: Sequence[float]) -> None:
     for i, c in enumerate(coeffs):
         if math.isnan(c):
