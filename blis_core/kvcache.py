@@ -59,12 +59,11 @@ def prompt_hash_chain(req, block_size: int) -> list:
     """Keys of the request's full prompt blocks, each chained on its predecessor (cached)."""
     chain = req.hash_chain
     if chain is None:
-        # Read before input_tokens joins it: a shared prefix not joined yet is hashed once.
-        prefix = getattr(req, "_prefix", None)
+        prefix, rest = req.prompt_parts()
         if prefix is not None:
             head, leftover = _prefix_keys(prefix, block_size)
             chain = head + _chain(head[-1] if head else ROOT_KEY,
-                                  leftover + req._input.tolist(), block_size)
+                                  leftover + rest.tolist(), block_size)
         else:
             chain = _chain(ROOT_KEY, req.input_tokens.tolist(), block_size)
         req.hash_chain = chain

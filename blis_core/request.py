@@ -140,6 +140,11 @@ class Request:
         self._input = tokens
         self._prefix = None
 
+    def prompt_parts(self) -> tuple:
+        """(shared prefix or None, the rest of the prompt), without joining them as
+        ``input_tokens`` does: a prefix many requests share can then be hashed once."""
+        return self._prefix, self._input
+
     def drop_tokens(self) -> None:
         """Forget the token ids and prefix-cache keys of a request that has left for good;
         only their lengths (``num_input``, ``num_output``) are reported afterwards."""
