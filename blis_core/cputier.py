@@ -195,6 +195,7 @@ class CpuTier:
         self.snap_lens: list = []  # their lengths then
         self.snap_start: dict = {} # id(run) -> its first position in that access sequence
         self.snap_total = 0
+        self._prev_runs = ([], [])  # the mirror before: (runs, lengths), to fall back to
         self.shared_hits = 0       # hits of the previous mirror (all among shared accesses)
         self.gap_margin = -1       # C - 1 - the largest gap of those hits, as of ``recheck``
         self.grown_since = 0       # keys added since the shared accesses were last checked
@@ -453,9 +454,8 @@ class CpuTier:
                     singles += 1
                     continue
                 recheck = True
-                for other, _ in h:
-                    if other == rid:
-                        ok = False
+                if any(other == rid for other, _ in h):
+                    ok = False  # a key twice in one run
                 if len(h) == 1:
                     singles -= 1
                     shared.add(k)

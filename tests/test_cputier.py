@@ -174,6 +174,14 @@ def test_eviction_never_guesses_the_order_of_keys_it_does_not_track():
     assert contents(tier) == set(reference.lru) == {"x", "n", "a"}
 
 
+def _maybe_touch(rnd, probability: float, tier, reference) -> None:
+    """A reload touch of a random key of the tier, in both the tier and the reference."""
+    if reference.lru and rnd.random() < probability:
+        k = rnd.choice(list(reference.lru))
+        tier.touch(k)
+        reference.touch(k)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(8, 120), st.randoms(use_true_random=False))
 def test_thrashing_batches_equal_block_by_block_lru(capacity, rnd):
@@ -213,10 +221,7 @@ def test_thrashing_batches_equal_block_by_block_lru(capacity, rnd):
             req.state, req.blocks = "completed", None
         if rnd.random() < 0.3:
             admit()
-        if reference.lru and rnd.random() < 0.3:
-            k = rnd.choice(list(reference.lru))
-            tier.touch(k)
-            reference.touch(k)
+        _maybe_touch(rnd, 0.3, tier, reference)
         tier.mirror(batch)
         reference.mirror(batch, kv)
         assert (tier.stores, tier.evictions) == (reference.stores, reference.evictions)
@@ -279,10 +284,7 @@ def run_thrashing_scenario(capacity, rnd, steps=60):
             admit(list(req.keys))
         if rnd.random() < 0.2:
             admit()
-        if reference.lru and rnd.random() < 0.05:
-            k = rnd.choice(list(reference.lru))
-            tier.touch(k)
-            reference.touch(k)
+        _maybe_touch(rnd, 0.05, tier, reference)
         thrashing = tier.thrash
         tier.mirror(batch)
         reference.mirror(batch, kv)
