@@ -171,6 +171,24 @@ class StampedLru:
         return stores, evictions, self.clock - start - repeats
 
 
+def _chunk_layout(members):
+    """(size, first member's holdings now, then) of keys with the same holders when they
+    lie at consecutive positions in every holder, else None. ``members`` are one
+    (holdings now, holdings then) pair of {run id: index} dicts per key."""
+    now0, then0 = members[0]
+    pivot = next(iter(now0 or then0))
+    members.sort(key=lambda m: (m[0] or m[1])[pivot])
+    first_now, first_then = members[0]
+    for j, (now, then) in enumerate(members):
+        for rid, i in now.items():
+            if i != first_now[rid] + j:
+                return None
+        for rid, i in then.items():
+            if i != first_then[rid] + j:
+                return None
+    return len(members), first_now, first_then
+
+
 class CpuTier:
     def __init__(self, capacity: int, kv, lazy: bool = True) -> None:
         self.capacity = capacity
@@ -190,6 +208,11 @@ class CpuTier:
         self.thrash = False
         self.holders: dict = {}    # key -> [(id of a run's key list, index)] over the batch
         self.shared: set = set()   # keys with two or more holders
+        # The shared keys by their holders (sorted run ids) as of the last check, and the
+        # layout (size, first key's holdings) of each group whose keys have not changed since.
+        self.groups: dict = {}     # holders -> set of keys
+        self.group_of: dict = {}   # key -> its holders, as in ``groups``
+        self.layouts: dict = {}    # holders -> (size, {run id: index}, the same)
         self.singles = 0           # keys with exactly one holder
         self.snap_runs: list = []  # the previous mirror's runs (key lists), in batch order
         self.snap_lens: list = []  # their lengths then
@@ -381,6 +404,9 @@ class CpuTier:
         self.thrash = False
         self.holders = {}
         self.shared = set()
+        self.groups = {}
+        self.group_of = {}
+        self.layouts = {}
         self.snap_runs = []
         self.snap_lens = []
         self.snap_start = {}
@@ -404,6 +430,13 @@ class CpuTier:
                 return  # a key twice in one run: stay exact
         self.holders = holders
         self.shared = shared
+        self.groups = groups = {}
+        self.group_of = group_of = {}
+        self.layouts = {}
+        for k in shared:
+            sig = tuple(sorted(rid for rid, _ in holders[k]))
+            group_of[k] = sig
+            groups.setdefault(sig, set()).add(k)
         self.singles = len(holders) - len(shared)
         self._snapshot(runs)
         self.recheck = True
@@ -436,6 +469,7 @@ class CpuTier:
         singles = self.singles
         left = 0              # keys of departed runs (accessed by the previous mirror)
         left_holdings = {}    # key two runs held -> its departed holdings
+        changed = set()       # keys two runs hold or held whose holders changed
         departed = self.departed
         persisting = len(prev_start) - len(departed)
         added = 0
@@ -454,6 +488,7 @@ class CpuTier:
                     singles += 1
                     continue
                 recheck = True
+                changed.add(k)
                 if any(other == rid for other, _ in h):
                     ok = False  # a key twice in one run
                 if len(h) == 1:
@@ -474,6 +509,7 @@ class CpuTier:
                     singles -= 1
                     continue
                 recheck = True
+                changed.add(k)
                 h.remove((rid, i))
                 left_holdings.setdefault(k, []).append((rid, i))
                 if n == 2:
@@ -485,10 +521,11 @@ class CpuTier:
         self.singles = singles
         departed.clear()
         capacity = self.capacity
-        # Every access of a key only one run of either mirror holds misses when the other
-        # runs' such keys alone fill the tier between its two accesses (see the module
-        # docstring); ``singles - added - left`` counts at least those of the persisting runs.
-        if not ok or len(holders) < capacity or singles - added - left <= capacity:
+        # Between a key's access by the only run holding it (in both mirrors) and its previous
+        # access, every key a persisting run held in the previous mirror is accessed: so the
+        # access misses when those keys, less itself, fill the tier. Every key held now but
+        # not counted there was added by this mirror, hence ``len(holders) - added``.
+        if not ok or len(holders) - added <= capacity:
             self._leave_thrash()
             return False
         runs = [run for run in [req.mirrored_keys for req in batch] if run]
@@ -502,7 +539,7 @@ class CpuTier:
         grown = self.grown_since + added
         shrunk = self.shrunk_since + left
         if recheck or 2 * grown > self.gap_margin or shrunk > self.miss_margin:
-            if not self._check_shared(previous, left_holdings, added, left):
+            if not self._check_shared(previous, changed, left_holdings, added, left):
                 # back to the previous mirror's snapshot, from which the exact form starts
                 self.snap_runs, self.snap_lens = self._prev_runs
                 self.snap_start, self.snap_total = previous
@@ -516,7 +553,7 @@ class CpuTier:
         self.evictions += misses
         return True
 
-    def _check_shared(self, previous, left_holdings, added, left) -> bool:
+    def _check_shared(self, previous, changed, left_holdings, added, left) -> bool:
         """Decide each access of a key that two runs of this or the previous mirror hold.
 
         Such keys come in chunks: keys with the same holders, at consecutive positions in each.
@@ -524,37 +561,67 @@ class CpuTier:
         previous one, so one decision per holder covers the chunk. That number is at most the
         accesses in between and, as no run is crossed twice, exactly those minus the repeated
         accesses, which only other chunks make. False when some access is not decided.
+
+        The chunks are kept from one check to the next (``groups``): a key whose holders did
+        not change since the last check was held by the same runs in both mirrors, at the same
+        positions in each run, so its group and the group's layout stand. Only the keys in
+        ``changed`` are grouped afresh, by their holders in this mirror and in the previous one.
         """
         prev_start, prev_total = previous
         start = self.snap_start
         holders = self.holders
         capacity = self.capacity
-        groups: dict = {}
-        for k in self.shared.union(left_holdings):
+        groups = self.groups
+        group_of = self.group_of
+        layouts = self.layouts
+        fresh: dict = {}
+        regrouped = []
+        for k in changed:
+            sig = group_of.pop(k, None)
+            if sig is not None:
+                keys = groups[sig]
+                keys.discard(k)
+                if not keys:
+                    del groups[sig]
+                layouts.pop(sig, None)
             now = holders.get(k, ())
             then = [(rid, i) for rid, i in chain(now, left_holdings.get(k, ()))
                     if i < prev_start.get(rid, (0, 0))[1]]
             signature = (tuple(sorted(rid for rid, _ in now)),
                          tuple(sorted(rid for rid, _ in then)))
-            groups.setdefault(signature, []).append((dict(now), dict(then)))
-        chunks = []
-        for members in groups.values():
-            now0, then0 = members[0]
-            pivot = next(iter(now0 or then0))
-            members.sort(key=lambda m: (m[0] or m[1])[pivot])
-            size = len(members)
-            first_now, first_then = members[0]
-            for j, (now, then) in enumerate(members):
-                for rid, i in now.items():
-                    if i != first_now[rid] + j:
-                        return False
-                for rid, i in then.items():
-                    if i != first_then[rid] + j:
-                        return False
-            chunks.append((size,
-                           sorted(start[rid][0] + i for rid, i in first_now.items()),
-                           sorted(prev_start[rid][0] + i for rid, i in first_then.items()),
-                           first_now, first_then))
+            fresh.setdefault(signature, []).append((dict(now), dict(then)))
+            if len(now) > 1:
+                regrouped.append((k, signature[0]))
+        layout_list = []
+        for sig, keys in groups.items():
+            layout = layouts.get(sig)
+            joining = fresh.pop((sig, sig), None)
+            if layout is None or joining:
+                members = [(d, d) for d in map(dict, map(holders.__getitem__, keys))]
+                layout = _chunk_layout(members + joining if joining else members)
+                if layout is None:
+                    return False
+                if not joining:
+                    layouts[sig] = layout
+            layout_list.append(layout)
+        for members in fresh.values():
+            layout = _chunk_layout(members)
+            if layout is None:
+                return False
+            layout_list.append(layout)
+        for k, sig in regrouped:
+            group_of[k] = sig
+            keys = groups.get(sig)
+            if keys is None:
+                groups[sig] = {k}
+            else:
+                keys.add(k)
+                layouts.pop(sig, None)
+        chunks = [(size,
+                   sorted(start[rid][0] + i for rid, i in first_now.items()),
+                   sorted(prev_start[rid][0] + i for rid, i in first_then.items()),
+                   first_now, first_then)
+                  for size, first_now, first_then in layout_list]
         hits = 0
         widest = -1
         narrowest = None
