@@ -24,10 +24,11 @@ Three representations, switched between automatically:
   is a function of that mirror's accesses alone, so only those are kept (``snap_*``) with the
   runs holding each key (``holders``). An access hits iff fewer than ``capacity`` distinct
   keys were accessed since the key's previous access. A key one run holds (in this and the
-  previous mirror) has between its two accesses every other persisting run's such keys, so
-  when those outnumber the tier every such access misses: one comparison per mirror. Keys
-  several runs hold are decided per chunk (same holders, consecutive positions) in
-  ``_check_shared``, and the decisions reused while nothing can have changed them. Anything
+  previous mirror) has between its two accesses every key the persisting runs held in the
+  previous mirror, so when those outnumber the tier every such access misses: one comparison
+  per mirror. Keys several runs hold are decided per chunk (same holders, consecutive
+  positions) in ``_check_shared``, the chunks kept from one check to the next, and the
+  decisions reused while nothing can have changed them. Anything
   undecided, a reload lookup or touch, or too few distinct keys rebuilds the exact form.
 
 Requests carry three fields for this: ``batch_seq`` (their position in batch order, assigned
