@@ -172,10 +172,12 @@ class StampedLru:
         return stores, evictions, self.clock - start - repeats
 
 
-def _chunk_layout(members):
-    """(size, first member's holdings now, then) of keys with the same holders when they
-    lie at consecutive positions in every holder, else None. ``members`` are one
-    (holdings now, holdings then) pair of {run id: index} dicts per key."""
+def _chunk_layout(members, start, prev_start):
+    """(size, first member's holdings now, then, the same as (run id, index) pairs in batch
+    order) of keys with the same holders when they lie at consecutive positions in every
+    holder, else None. ``members`` are one (holdings now, holdings then) pair of
+    {run id: index} dicts per key; ``start`` and ``prev_start`` the two mirrors' run starts.
+    Runs keep their batch order, so the pairs stay in order while the holders do not change."""
     now0, then0 = members[0]
     pivot = next(iter(now0 or then0))
     members.sort(key=lambda m: (m[0] or m[1])[pivot])
@@ -187,7 +189,12 @@ def _chunk_layout(members):
         for rid, i in then.items():
             if i != first_then[rid] + j:
                 return None
-    return len(members), first_now, first_then
+    now_order = sorted(first_now.items(), key=lambda item: start[item[0]][0])
+    if first_then is first_now:
+        then_order = now_order
+    else:
+        then_order = sorted(first_then.items(), key=lambda item: prev_start[item[0]][0])
+    return len(members), first_now, first_then, now_order, then_order
 
 
 class CpuTier:
@@ -210,10 +217,10 @@ class CpuTier:
         self.holders: dict = {}    # key -> [(id of a run's key list, index)] over the batch
         self.shared: set = set()   # keys with two or more holders
         # The shared keys by their holders (sorted run ids) as of the last check, and the
-        # layout (size, first key's holdings) of each group whose keys have not changed since.
+        # layout (see ``_chunk_layout``) of each group whose keys have not changed since.
         self.groups: dict = {}     # holders -> set of keys
         self.group_of: dict = {}   # key -> its holders, as in ``groups``
-        self.layouts: dict = {}    # holders -> (size, {run id: index}, the same)
+        self.layouts: dict = {}    # holders -> layout
         self.singles = 0           # keys with exactly one holder
         self.snap_runs: list = []  # the previous mirror's runs (key lists), in batch order
         self.snap_lens: list = []  # their lengths then
@@ -599,14 +606,15 @@ class CpuTier:
             joining = fresh.pop((sig, sig), None)
             if layout is None or joining:
                 members = [(d, d) for d in map(dict, map(holders.__getitem__, keys))]
-                layout = _chunk_layout(members + joining if joining else members)
+                layout = _chunk_layout(members + joining if joining else members,
+                                       start, prev_start)
                 if layout is None:
                     return False
                 if not joining:
                     layouts[sig] = layout
             layout_list.append(layout)
         for members in fresh.values():
-            layout = _chunk_layout(members)
+            layout = _chunk_layout(members, start, prev_start)
             if layout is None:
                 return False
             layout_list.append(layout)
@@ -619,16 +627,16 @@ class CpuTier:
                 keys.add(k)
                 layouts.pop(sig, None)
         chunks = [(size,
-                   sorted(start[rid][0] + i for rid, i in first_now.items()),
-                   sorted(prev_start[rid][0] + i for rid, i in first_then.items()),
-                   first_now, first_then)
-                  for size, first_now, first_then in layout_list]
+                   [start[rid][0] + i for rid, i in now_order],
+                   [prev_start[rid][0] + i for rid, i in then_order],
+                   first_now, first_then, now_order, then_order)
+                  for size, first_now, first_then, now_order, then_order in layout_list]
         hits = 0
         widest = -1
         narrowest = None
         again = bool(left_holdings)
         for chunk in chunks:
-            size, now, then, first_now, first_then = chunk
+            size, now, then, first_now, first_then, now_order, then_order = chunk
             if not now:
                 continue
             if first_now.keys() != first_then.keys():
@@ -649,8 +657,8 @@ class CpuTier:
                 if cyclic:
                     # the run holding the chunk first now must not precede, in the previous
                     # mirror, the one holding it last then (else some run is crossed twice)
-                    head = min(first_now, key=lambda rid: start[rid][0])
-                    tail = max(first_then, key=lambda rid: prev_start[rid][0])
+                    head = now_order[0][0]
+                    tail = then_order[-1][0]
                     if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
                         return False
                 repeats = 0
