@@ -197,6 +197,22 @@ def _chunk_layout(members, start, prev_start):
     return len(members), first_now, first_then, now_order, then_order
 
 
+def _repeats(chunks, chunk, cyclic, a, b):
+    """Accesses between positions a and b (a in the previous mirror if ``cyclic``) that repeat
+    a key accessed earlier in that span: other chunks' keys met more than once."""
+    repeats = 0
+    for other in chunks:
+        if other is chunk:
+            continue
+        if cyclic:
+            count = len(other[2]) - bisect_right(other[2], a) + bisect_left(other[1], b)
+        else:
+            count = bisect_left(other[1], b) - bisect_right(other[1], a)
+        if count > 1:
+            repeats += other[0] * (count - 1)
+    return repeats
+
+
 class CpuTier:
     def __init__(self, capacity: int, kv, lazy: bool = True) -> None:
         self.capacity = capacity
@@ -600,24 +616,12 @@ class CpuTier:
             fresh.setdefault(signature, []).append((dict(now), dict(then)))
             if len(now) > 1:
                 regrouped.append((k, signature[0]))
-        layout_list = []
-        for sig, keys in groups.items():
-            layout = layouts.get(sig)
-            joining = fresh.pop((sig, sig), None)
-            if layout is None or joining:
-                members = [(d, d) for d in map(dict, map(holders.__getitem__, keys))]
-                layout = _chunk_layout(members + joining if joining else members,
-                                       start, prev_start)
-                if layout is None:
-                    return False
-                if not joining:
-                    layouts[sig] = layout
-            layout_list.append(layout)
-        for members in fresh.values():
-            layout = _chunk_layout(members, start, prev_start)
-            if layout is None:
+        if not fresh and len(layouts) == len(groups):
+            layout_list = list(layouts.values())  # the common case: only positions moved
+        else:
+            layout_list = self._layouts(fresh, start, prev_start)
+            if layout_list is None:
                 return False
-            layout_list.append(layout)
         for k, sig in regrouped:
             group_of[k] = sig
             keys = groups.get(sig)
@@ -639,46 +643,40 @@ class CpuTier:
             size, now, then, first_now, first_then, now_order, then_order = chunk
             if not now:
                 continue
-            if first_now.keys() != first_then.keys():
+            if first_now is not first_then and first_now.keys() != first_then.keys():
                 again = True  # holders came or went: the next mirror's spans differ
-            spans = []
             if then:
-                gap = prev_total - 1 - then[-1] + now[0]
-                spans.append((gap, True, then[-1], now[0]))
-            else:
-                again = True  # a first access: misses now, hits next time
-            spans += [(b - a - 1, False, a, b) for a, b in zip(now, now[1:])]
-            for gap, cyclic, a, b in spans:
-                if gap < capacity:
-                    hits += size
-                    if gap > widest:
-                        widest = gap
-                    continue
-                if cyclic:
+                a = then[-1]
+                b = now[0]
+                gap = prev_total - 1 - a + b
+                if gap >= capacity:
                     # the run holding the chunk first now must not precede, in the previous
                     # mirror, the one holding it last then (else some run is crossed twice)
                     head = now_order[0][0]
                     tail = then_order[-1][0]
                     if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
                         return False
-                repeats = 0
-                for other in chunks:
-                    if other is chunk:
-                        continue
-                    if cyclic:
-                        count = (len(other[2]) - bisect_right(other[2], a)
-                                 + bisect_left(other[1], b))
-                    else:
-                        count = bisect_left(other[1], b) - bisect_right(other[1], a)
-                    if count > 1:
-                        repeats += other[0] * (count - 1)
-                distinct = gap - repeats
-                if distinct < capacity:
+                    gap -= _repeats(chunks, chunk, True, a, b)
+                if gap < capacity:
                     hits += size
-                    if distinct > widest:
-                        widest = distinct
-                elif narrowest is None or distinct < narrowest:
-                    narrowest = distinct
+                    if gap > widest:
+                        widest = gap
+                elif narrowest is None or gap < narrowest:
+                    narrowest = gap
+            else:
+                again = True  # a first access: misses now, hits next time
+            a = now[0]
+            for b in now[1:]:
+                gap = b - a - 1
+                if gap >= capacity:
+                    gap -= _repeats(chunks, chunk, False, a, b)
+                if gap < capacity:
+                    hits += size
+                    if gap > widest:
+                        widest = gap
+                elif narrowest is None or gap < narrowest:
+                    narrowest = gap
+                a = b
         self.shared_hits = hits
         self.recheck = again
         self.gap_margin = capacity - 1 - widest
@@ -688,6 +686,33 @@ class CpuTier:
         self.grown_since = added
         self.shrunk_since = left
         return True
+
+    def _layouts(self, fresh, start, prev_start):
+        """The layout of every chunk of this check (None if some chunk has none): the kept
+        groups' (merged with any changed keys that now have the same holders in both
+        mirrors) and the changed keys' groups."""
+        groups = self.groups
+        layouts = self.layouts
+        holders = self.holders
+        layout_list = []
+        for sig, keys in groups.items():
+            layout = layouts.get(sig)
+            joining = fresh.pop((sig, sig), None)
+            if layout is None or joining:
+                members = [(d, d) for d in map(dict, map(holders.__getitem__, keys))]
+                layout = _chunk_layout(members + joining if joining else members,
+                                       start, prev_start)
+                if layout is None:
+                    return None
+                if not joining:
+                    layouts[sig] = layout
+            layout_list.append(layout)
+        for members in fresh.values():
+            layout = _chunk_layout(members, start, prev_start)
+            if layout is None:
+                return None
+            layout_list.append(layout)
+        return layout_list
 
     # -- the exact form ------------------------------------------------------------------------
     def _mirror_exact(self, batch) -> None:
