@@ -21,7 +21,7 @@ Three representations, switched between automatically:
   few calls; only hits (typically a prefix shared with an earlier request) go key by key.
   The reference mode (``lazy=False``) keeps upstream's block-by-block ordered dict.
 * **thrashing**: after a mirror that reached more distinct keys than the tier holds, the tier
-  is a function of that mirror's accesses alone, so only those are kept (``snap_*``) with the
+  is a function of that mirror's accesses alone, so only those are kept (``snap``) with the
   runs holding each key (``holders``). An access hits iff fewer than ``capacity`` distinct
   keys were accessed since the key's previous access. A key one run holds (in this and the
   previous mirror) has between its two accesses every key the persisting runs held in the
@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
+from operator import is_
 
 
 class StampedLru:
@@ -197,6 +198,27 @@ def _chunk_layout(members, start, prev_start):
     return len(members), first_now, first_then, now_order, then_order
 
 
+class _Snapshot:
+    """One mirror's accesses: its runs (key lists, in batch order) and their lengths then."""
+
+    __slots__ = ("runs", "lens", "total", "_start")
+
+    def __init__(self, runs=()) -> None:
+        self.runs = runs
+        self.lens = list(map(len, runs))
+        self.total = sum(self.lens)
+        self._start = None
+
+    @property
+    def start(self) -> dict:
+        """id(run) -> (its first position in the access sequence, its length); built when
+        first asked for, as most mirrors never do."""
+        if self._start is None:
+            lens = self.lens
+            self._start = dict(zip(map(id, self.runs), zip(accumulate(lens, initial=0), lens)))
+        return self._start
+
+
 def _repeats(chunks, chunk, cyclic, a, b):
     """Accesses between positions a and b (a in the previous mirror if ``cyclic``) that repeat
     a key accessed earlier in that span: other chunks' keys met more than once."""
@@ -238,11 +260,7 @@ class CpuTier:
         self.group_of: dict = {}   # key -> its holders, as in ``groups``
         self.layouts: dict = {}    # holders -> layout
         self.singles = 0           # keys with exactly one holder
-        self.snap_runs: list = []  # the previous mirror's runs (key lists), in batch order
-        self.snap_lens: list = []  # their lengths then
-        self.snap_start: dict = {} # id(run) -> its first position in that access sequence
-        self.snap_total = 0
-        self._prev_runs = ([], [])  # the mirror before: (runs, lengths), to fall back to
+        self.snap = _Snapshot()    # the previous mirror's accesses
         self.shared_hits = 0       # hits of the previous mirror (all among shared accesses)
         self.gap_margin = -1       # C - 1 - the largest gap of those hits, as of ``recheck``
         self.grown_since = 0       # keys added since the shared accesses were last checked
@@ -414,7 +432,7 @@ class CpuTier:
         ``capacity`` distinct keys): its last ``capacity`` distinct keys, oldest first."""
         recent: dict = {}
         capacity = self.capacity
-        for run, n in zip(reversed(self.snap_runs), reversed(self.snap_lens)):
+        for run, n in zip(reversed(self.snap.runs), reversed(self.snap.lens)):
             for i in range(n - 1, -1, -1):
                 k = run[i]
                 if k not in recent:
@@ -431,9 +449,7 @@ class CpuTier:
         self.groups = {}
         self.group_of = {}
         self.layouts = {}
-        self.snap_runs = []
-        self.snap_lens = []
-        self.snap_start = {}
+        self.snap = _Snapshot()
 
     def _enter_thrash(self, runs) -> None:
         """Switch to the thrashing form after a mirror whose runs reached more than
@@ -462,19 +478,10 @@ class CpuTier:
             group_of[k] = sig
             groups.setdefault(sig, set()).add(k)
         self.singles = len(holders) - len(shared)
-        self._snapshot(runs)
+        self.snap = _Snapshot(runs)
         self.recheck = True
         self.thrash = True
         self.exact = OrderedDict()
-
-    def _snapshot(self, runs) -> None:
-        """Remember this mirror's accesses: the runs, and each run's (start, length)."""
-        lens = list(map(len, runs))
-        self._prev_runs = (self.snap_runs, self.snap_lens)
-        self.snap_runs = runs
-        self.snap_lens = lens
-        self.snap_start = dict(zip(map(id, runs), zip(accumulate(lens, initial=0), lens)))
-        self.snap_total = sum(lens)
 
     def _mirror_thrash(self, batch) -> bool:
         """One mirror in the thrashing form, from what changed; False (having switched to the
@@ -487,7 +494,7 @@ class CpuTier:
         self.dirty.clear()
         holders = self.holders
         shared = self.shared
-        prev_start = self.snap_start
+        previous = self.snap
         recheck = self.recheck
         ok = True
         singles = self.singles
@@ -495,7 +502,8 @@ class CpuTier:
         left_holdings = {}    # key two runs held -> its departed holdings
         changed = set()       # keys two runs hold or held whose holders changed
         departed = self.departed
-        persisting = len(prev_start) - len(departed)
+        persisting = len(previous.runs) - len(departed)
+        arrived = 0           # runs with their first keys
         added = 0
         # Additions first: a key a departed run held and a new one holds was accessed.
         for req, _covered, keys in advanced:
@@ -504,6 +512,8 @@ class CpuTier:
             run = req.mirrored_keys
             rid = id(run)
             base = len(run) - len(keys)
+            if not base:
+                arrived += 1
             added += len(keys)
             for j, k in enumerate(keys):
                 h = holders.get(k)
@@ -519,6 +529,7 @@ class CpuTier:
                     singles -= 1
                     shared.add(k)
                 h.append((rid, base + j))
+        prev_start = previous.start if departed else None
         for _seq, keys in departed:
             rid = id(keys)
             if prev_start.get(rid, (0, -1))[1] != len(keys):
@@ -543,6 +554,7 @@ class CpuTier:
                     del holders[k]
                     singles -= 1
         self.singles = singles
+        composition_kept = not departed and not arrived
         departed.clear()
         capacity = self.capacity
         # Between a key's access by the only run holding it (in both mirrors) and its previous
@@ -555,24 +567,25 @@ class CpuTier:
         runs = [run for run in [req.mirrored_keys for req in batch] if run]
         # Every run of the previous mirror either runs on (its order among the others kept)
         # or departed: the reasoning above needs both.
-        if len(prev_start.keys() & set(map(id, runs))) != persisting:
+        if composition_kept:
+            kept = len(runs) == persisting and all(map(is_, runs, previous.runs))
+        else:
+            kept = len(previous.start.keys() & set(map(id, runs))) == persisting
+        if not kept:
             self._leave_thrash()
             return False
-        previous = (self.snap_start, self.snap_total)
-        self._snapshot(runs)
+        self.snap = _Snapshot(runs)
         grown = self.grown_since + added
         shrunk = self.shrunk_since + left
         if recheck or 2 * grown > self.gap_margin or shrunk > self.miss_margin:
             if not self._check_shared(previous, changed, left_holdings, added, left):
-                # back to the previous mirror's snapshot, from which the exact form starts
-                self.snap_runs, self.snap_lens = self._prev_runs
-                self.snap_start, self.snap_total = previous
+                self.snap = previous  # from which the exact form starts
                 self._leave_thrash()
                 return False
         else:
             self.grown_since = grown
             self.shrunk_since = shrunk
-        misses = self.snap_total - self.shared_hits
+        misses = self.snap.total - self.shared_hits
         self.stores += misses
         self.evictions += misses
         return True
@@ -591,8 +604,9 @@ class CpuTier:
         positions in each run, so its group and the group's layout stand. Only the keys in
         ``changed`` are grouped afresh, by their holders in this mirror and in the previous one.
         """
-        prev_start, prev_total = previous
-        start = self.snap_start
+        prev_start = previous.start
+        prev_total = previous.total
+        start = self.snap.start
         holders = self.holders
         capacity = self.capacity
         groups = self.groups
