@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
-from operator import is_
+from operator import attrgetter, is_
 
 
 class StampedLru:
@@ -198,6 +198,9 @@ def _chunk_layout(members, start, prev_start):
     return len(members), first_now, first_then, now_order, then_order
 
 
+_batch_seq = attrgetter("batch_seq")
+
+
 class _Snapshot:
     """One mirror's accesses: its runs (key lists, in batch order) and their lengths then."""
 
@@ -263,6 +266,7 @@ class CpuTier:
         self.snap = _Snapshot()    # the previous mirror's accesses
         self.shared_hits = 0       # hits of the previous mirror (all among shared accesses)
         self.gap_margin = -1       # C - 1 - the largest gap of those hits, as of ``recheck``
+        self.growth_reach = 2      # how many times one added key can widen a hit's gap
         self.grown_since = 0       # keys added since the shared accesses were last checked
         self.shrunk_since = 0      # keys of runs departed since then
         self.miss_margin = -1      # the fewest distinct keys before a shared miss, less C
@@ -330,7 +334,7 @@ class CpuTier:
             if id(req) not in seen and req.state == "running" and req.blocks:
                 seen.add(id(req))
                 grown.append(req)
-        grown.sort(key=lambda r: r.batch_seq)
+        grown.sort(key=_batch_seq)
         found = []
         advanced = []
         for req in grown:
@@ -577,7 +581,8 @@ class CpuTier:
         self.snap = _Snapshot(runs)
         grown = self.grown_since + added
         shrunk = self.shrunk_since + left
-        if recheck or 2 * grown > self.gap_margin or shrunk > self.miss_margin:
+        if (recheck or self.growth_reach * grown > self.gap_margin
+                or shrunk > self.miss_margin):
             if not self._check_shared(previous, changed, left_holdings, added, left):
                 self.snap = previous  # from which the exact form starts
                 self._leave_thrash()
@@ -653,6 +658,10 @@ class CpuTier:
         widest = -1
         narrowest = None
         again = bool(left_holdings)
+        # A hit's gap spans each run at most once, unless a cyclic gap starts, in the previous
+        # mirror, after the run at which it ends in this one: then the runs between are in
+        # both parts and their growth counts twice.
+        reach = 1
         for chunk in chunks:
             size, now, then, first_now, first_then, now_order, then_order = chunk
             if not now:
@@ -675,6 +684,11 @@ class CpuTier:
                     hits += size
                     if gap > widest:
                         widest = gap
+                    if reach == 1:
+                        head = now_order[0][0]
+                        tail = then_order[-1][0]
+                        if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
+                            reach = 2
                 elif narrowest is None or gap < narrowest:
                     narrowest = gap
             else:
@@ -694,6 +708,7 @@ class CpuTier:
         self.shared_hits = hits
         self.recheck = again
         self.gap_margin = capacity - 1 - widest
+        self.growth_reach = reach
         self.miss_margin = capacity if narrowest is None else narrowest - capacity
         # This mirror's additions and departures still change the next mirror's spans (their
         # first part lies in this mirror).
