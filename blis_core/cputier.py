@@ -315,6 +315,18 @@ class CpuTier:
 
     # -- the per-step mirror -------------------------------------------------------------------
     def mirror(self, batch) -> None:
+        if not self.dirty and not self.departed and not self.touched:
+            # No referenced key changed since the previous mirror (every change to a request's
+            # blocks or the batch reports here), so the accesses are the previous ones again.
+            if self.lazy:
+                return  # they only reorder the active keys among themselves
+            if (self.thrash and not self.recheck
+                    and self.growth_reach * self.grown_since <= self.gap_margin
+                    and self.shrunk_since <= self.miss_margin):
+                misses = self.snap.total - self.shared_hits  # the previous mirror's decisions
+                self.stores += misses
+                self.evictions += misses
+                return
         if self.lazy and self._mirror_lazy():
             return
         if self.thrash and self._mirror_thrash(batch):
