@@ -21,13 +21,14 @@ Three representations, switched between automatically:
   few calls; only hits (typically a prefix shared with an earlier request) go key by key.
   The reference mode (``lazy=False``) keeps upstream's block-by-block ordered dict.
 * **thrashing**: after a mirror that reached more distinct keys than the tier holds, the tier
-  is a function of that mirror's accesses alone, so only those are kept (``snap_*``) with the
+  is a function of that mirror's accesses alone, so only those are kept (``snap``) with the
   runs holding each key (``holders``). An access hits iff fewer than ``capacity`` distinct
   keys were accessed since the key's previous access. A key one run holds (in this and the
-  previous mirror) has between its two accesses every other persisting run's such keys, so
-  when those outnumber the tier every such access misses: one comparison per mirror. Keys
-  several runs hold are decided per chunk (same holders, consecutive positions) in
-  ``_check_shared``, and the decisions reused while nothing can have changed them. Anything
+  previous mirror) has between its two accesses every key the persisting runs held in the
+  previous mirror, so when those outnumber the tier every such access misses: one comparison
+  per mirror. Keys several runs hold are decided per chunk (same holders, consecutive
+  positions) in ``_check_shared``, the chunks kept from one check to the next, and the
+  decisions reused while nothing can have changed them. Anything
   undecided, a reload lookup or touch, or too few distinct keys rebuilds the exact form.
 
 Requests carry three fields for this: ``batch_seq`` (their position in batch order, assigned
@@ -40,6 +41,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
+from operator import attrgetter, is_
 
 
 class StampedLru:
@@ -171,6 +173,71 @@ class StampedLru:
         return stores, evictions, self.clock - start - repeats
 
 
+def _chunk_layout(members, start, prev_start):
+    """(size, first member's holdings now, then, the same as (run id, index) pairs in batch
+    order) of keys with the same holders when they lie at consecutive positions in every
+    holder, else None. ``members`` are one (holdings now, holdings then) pair of
+    {run id: index} dicts per key; ``start`` and ``prev_start`` the two mirrors' run starts.
+    Runs keep their batch order, so the pairs stay in order while the holders do not change."""
+    now0, then0 = members[0]
+    pivot = next(iter(now0 or then0))
+    members.sort(key=lambda m: (m[0] or m[1])[pivot])
+    first_now, first_then = members[0]
+    for j, (now, then) in enumerate(members):
+        for rid, i in now.items():
+            if i != first_now[rid] + j:
+                return None
+        for rid, i in then.items():
+            if i != first_then[rid] + j:
+                return None
+    now_order = sorted(first_now.items(), key=lambda item: start[item[0]][0])
+    if first_then is first_now:
+        then_order = now_order
+    else:
+        then_order = sorted(first_then.items(), key=lambda item: prev_start[item[0]][0])
+    return len(members), first_now, first_then, now_order, then_order
+
+
+_batch_seq = attrgetter("batch_seq")
+
+
+class _Snapshot:
+    """One mirror's accesses: its runs (key lists, in batch order) and their lengths then."""
+
+    __slots__ = ("runs", "lens", "total", "_start")
+
+    def __init__(self, runs=()) -> None:
+        self.runs = runs
+        self.lens = list(map(len, runs))
+        self.total = sum(self.lens)
+        self._start = None
+
+    @property
+    def start(self) -> dict:
+        """id(run) -> (its first position in the access sequence, its length); built when
+        first asked for, as most mirrors never do."""
+        if self._start is None:
+            lens = self.lens
+            self._start = dict(zip(map(id, self.runs), zip(accumulate(lens, initial=0), lens)))
+        return self._start
+
+
+def _repeats(chunks, chunk, cyclic, a, b):
+    """Accesses between positions a and b (a in the previous mirror if ``cyclic``) that repeat
+    a key accessed earlier in that span: other chunks' keys met more than once."""
+    repeats = 0
+    for other in chunks:
+        if other is chunk:
+            continue
+        if cyclic:
+            count = len(other[2]) - bisect_right(other[2], a) + bisect_left(other[1], b)
+        else:
+            count = bisect_left(other[1], b) - bisect_right(other[1], a)
+        if count > 1:
+            repeats += other[0] * (count - 1)
+    return repeats
+
+
 class CpuTier:
     def __init__(self, capacity: int, kv, lazy: bool = True) -> None:
         self.capacity = capacity
@@ -190,14 +257,16 @@ class CpuTier:
         self.thrash = False
         self.holders: dict = {}    # key -> [(id of a run's key list, index)] over the batch
         self.shared: set = set()   # keys with two or more holders
+        # The shared keys by their holders (sorted run ids) as of the last check, and the
+        # layout (see ``_chunk_layout``) of each group whose keys have not changed since.
+        self.groups: dict = {}     # holders -> set of keys
+        self.group_of: dict = {}   # key -> its holders, as in ``groups``
+        self.layouts: dict = {}    # holders -> layout
         self.singles = 0           # keys with exactly one holder
-        self.snap_runs: list = []  # the previous mirror's runs (key lists), in batch order
-        self.snap_lens: list = []  # their lengths then
-        self.snap_start: dict = {} # id(run) -> its first position in that access sequence
-        self.snap_total = 0
-        self._prev_runs = ([], [])  # the mirror before: (runs, lengths), to fall back to
+        self.snap = _Snapshot()    # the previous mirror's accesses
         self.shared_hits = 0       # hits of the previous mirror (all among shared accesses)
         self.gap_margin = -1       # C - 1 - the largest gap of those hits, as of ``recheck``
+        self.growth_reach = 2      # how many times one added key can widen a hit's gap
         self.grown_since = 0       # keys added since the shared accesses were last checked
         self.shrunk_since = 0      # keys of runs departed since then
         self.miss_margin = -1      # the fewest distinct keys before a shared miss, less C
@@ -246,6 +315,18 @@ class CpuTier:
 
     # -- the per-step mirror -------------------------------------------------------------------
     def mirror(self, batch) -> None:
+        if not self.dirty and not self.departed and not self.touched:
+            # No referenced key changed since the previous mirror (every change to a request's
+            # blocks or the batch reports here), so the accesses are the previous ones again.
+            if self.lazy:
+                return  # they only reorder the active keys among themselves
+            if (self.thrash and not self.recheck
+                    and self.growth_reach * self.grown_since <= self.gap_margin
+                    and self.shrunk_since <= self.miss_margin):
+                misses = self.snap.total - self.shared_hits  # the previous mirror's decisions
+                self.stores += misses
+                self.evictions += misses
+                return
         if self.lazy and self._mirror_lazy():
             return
         if self.thrash and self._mirror_thrash(batch):
@@ -265,7 +346,7 @@ class CpuTier:
             if id(req) not in seen and req.state == "running" and req.blocks:
                 seen.add(id(req))
                 grown.append(req)
-        grown.sort(key=lambda r: r.batch_seq)
+        grown.sort(key=_batch_seq)
         found = []
         advanced = []
         for req in grown:
@@ -367,7 +448,7 @@ class CpuTier:
         ``capacity`` distinct keys): its last ``capacity`` distinct keys, oldest first."""
         recent: dict = {}
         capacity = self.capacity
-        for run, n in zip(reversed(self.snap_runs), reversed(self.snap_lens)):
+        for run, n in zip(reversed(self.snap.runs), reversed(self.snap.lens)):
             for i in range(n - 1, -1, -1):
                 k = run[i]
                 if k not in recent:
@@ -381,9 +462,10 @@ class CpuTier:
         self.thrash = False
         self.holders = {}
         self.shared = set()
-        self.snap_runs = []
-        self.snap_lens = []
-        self.snap_start = {}
+        self.groups = {}
+        self.group_of = {}
+        self.layouts = {}
+        self.snap = _Snapshot()
 
     def _enter_thrash(self, runs) -> None:
         """Switch to the thrashing form after a mirror whose runs reached more than
@@ -404,20 +486,18 @@ class CpuTier:
                 return  # a key twice in one run: stay exact
         self.holders = holders
         self.shared = shared
+        self.groups = groups = {}
+        self.group_of = group_of = {}
+        self.layouts = {}
+        for k in shared:
+            sig = tuple(sorted(rid for rid, _ in holders[k]))
+            group_of[k] = sig
+            groups.setdefault(sig, set()).add(k)
         self.singles = len(holders) - len(shared)
-        self._snapshot(runs)
+        self.snap = _Snapshot(runs)
         self.recheck = True
         self.thrash = True
         self.exact = OrderedDict()
-
-    def _snapshot(self, runs) -> None:
-        """Remember this mirror's accesses: the runs, and each run's (start, length)."""
-        lens = list(map(len, runs))
-        self._prev_runs = (self.snap_runs, self.snap_lens)
-        self.snap_runs = runs
-        self.snap_lens = lens
-        self.snap_start = dict(zip(map(id, runs), zip(accumulate(lens, initial=0), lens)))
-        self.snap_total = sum(lens)
 
     def _mirror_thrash(self, batch) -> bool:
         """One mirror in the thrashing form, from what changed; False (having switched to the
@@ -430,14 +510,16 @@ class CpuTier:
         self.dirty.clear()
         holders = self.holders
         shared = self.shared
-        prev_start = self.snap_start
+        previous = self.snap
         recheck = self.recheck
         ok = True
         singles = self.singles
         left = 0              # keys of departed runs (accessed by the previous mirror)
         left_holdings = {}    # key two runs held -> its departed holdings
+        changed = set()       # keys two runs hold or held whose holders changed
         departed = self.departed
-        persisting = len(prev_start) - len(departed)
+        persisting = len(previous.runs) - len(departed)
+        arrived = 0           # runs with their first keys
         added = 0
         # Additions first: a key a departed run held and a new one holds was accessed.
         for req, _covered, keys in advanced:
@@ -446,6 +528,8 @@ class CpuTier:
             run = req.mirrored_keys
             rid = id(run)
             base = len(run) - len(keys)
+            if not base:
+                arrived += 1
             added += len(keys)
             for j, k in enumerate(keys):
                 h = holders.get(k)
@@ -454,12 +538,14 @@ class CpuTier:
                     singles += 1
                     continue
                 recheck = True
+                changed.add(k)
                 if any(other == rid for other, _ in h):
                     ok = False  # a key twice in one run
                 if len(h) == 1:
                     singles -= 1
                     shared.add(k)
                 h.append((rid, base + j))
+        prev_start = previous.start if departed else None
         for _seq, keys in departed:
             rid = id(keys)
             if prev_start.get(rid, (0, -1))[1] != len(keys):
@@ -474,6 +560,7 @@ class CpuTier:
                     singles -= 1
                     continue
                 recheck = True
+                changed.add(k)
                 h.remove((rid, i))
                 left_holdings.setdefault(k, []).append((rid, i))
                 if n == 2:
@@ -483,40 +570,44 @@ class CpuTier:
                     del holders[k]
                     singles -= 1
         self.singles = singles
+        composition_kept = not departed and not arrived
         departed.clear()
         capacity = self.capacity
-        # Every access of a key only one run of either mirror holds misses when the other
-        # runs' such keys alone fill the tier between its two accesses (see the module
-        # docstring); ``singles - added - left`` counts at least those of the persisting runs.
-        if not ok or len(holders) < capacity or singles - added - left <= capacity:
+        # Between a key's access by the only run holding it (in both mirrors) and its previous
+        # access, every key a persisting run held in the previous mirror is accessed: so the
+        # access misses when those keys, less itself, fill the tier. Every key held now but
+        # not counted there was added by this mirror, hence ``len(holders) - added``.
+        if not ok or len(holders) - added <= capacity:
             self._leave_thrash()
             return False
         runs = [run for run in [req.mirrored_keys for req in batch] if run]
         # Every run of the previous mirror either runs on (its order among the others kept)
         # or departed: the reasoning above needs both.
-        if len(prev_start.keys() & set(map(id, runs))) != persisting:
+        if composition_kept:
+            kept = len(runs) == persisting and all(map(is_, runs, previous.runs))
+        else:
+            kept = len(previous.start.keys() & set(map(id, runs))) == persisting
+        if not kept:
             self._leave_thrash()
             return False
-        previous = (self.snap_start, self.snap_total)
-        self._snapshot(runs)
+        self.snap = _Snapshot(runs)
         grown = self.grown_since + added
         shrunk = self.shrunk_since + left
-        if recheck or 2 * grown > self.gap_margin or shrunk > self.miss_margin:
-            if not self._check_shared(previous, left_holdings, added, left):
-                # back to the previous mirror's snapshot, from which the exact form starts
-                self.snap_runs, self.snap_lens = self._prev_runs
-                self.snap_start, self.snap_total = previous
+        if (recheck or self.growth_reach * grown > self.gap_margin
+                or shrunk > self.miss_margin):
+            if not self._check_shared(previous, changed, left_holdings, added, left):
+                self.snap = previous  # from which the exact form starts
                 self._leave_thrash()
                 return False
         else:
             self.grown_since = grown
             self.shrunk_since = shrunk
-        misses = self.snap_total - self.shared_hits
+        misses = self.snap.total - self.shared_hits
         self.stores += misses
         self.evictions += misses
         return True
 
-    def _check_shared(self, previous, left_holdings, added, left) -> bool:
+    def _check_shared(self, previous, changed, left_holdings, added, left) -> bool:
         """Decide each access of a key that two runs of this or the previous mirror hold.
 
         Such keys come in chunks: keys with the same holders, at consecutive positions in each.
@@ -524,94 +615,145 @@ class CpuTier:
         previous one, so one decision per holder covers the chunk. That number is at most the
         accesses in between and, as no run is crossed twice, exactly those minus the repeated
         accesses, which only other chunks make. False when some access is not decided.
+
+        The chunks are kept from one check to the next (``groups``): a key whose holders did
+        not change since the last check was held by the same runs in both mirrors, at the same
+        positions in each run, so its group and the group's layout stand. Only the keys in
+        ``changed`` are grouped afresh, by their holders in this mirror and in the previous one.
         """
-        prev_start, prev_total = previous
-        start = self.snap_start
+        prev_start = previous.start
+        prev_total = previous.total
+        start = self.snap.start
         holders = self.holders
         capacity = self.capacity
-        groups: dict = {}
-        for k in self.shared.union(left_holdings):
+        groups = self.groups
+        group_of = self.group_of
+        layouts = self.layouts
+        fresh: dict = {}
+        regrouped = []
+        for k in changed:
+            sig = group_of.pop(k, None)
+            if sig is not None:
+                keys = groups[sig]
+                keys.discard(k)
+                if not keys:
+                    del groups[sig]
+                layouts.pop(sig, None)
             now = holders.get(k, ())
             then = [(rid, i) for rid, i in chain(now, left_holdings.get(k, ()))
                     if i < prev_start.get(rid, (0, 0))[1]]
             signature = (tuple(sorted(rid for rid, _ in now)),
                          tuple(sorted(rid for rid, _ in then)))
-            groups.setdefault(signature, []).append((dict(now), dict(then)))
-        chunks = []
-        for members in groups.values():
-            now0, then0 = members[0]
-            pivot = next(iter(now0 or then0))
-            members.sort(key=lambda m: (m[0] or m[1])[pivot])
-            size = len(members)
-            first_now, first_then = members[0]
-            for j, (now, then) in enumerate(members):
-                for rid, i in now.items():
-                    if i != first_now[rid] + j:
-                        return False
-                for rid, i in then.items():
-                    if i != first_then[rid] + j:
-                        return False
-            chunks.append((size,
-                           sorted(start[rid][0] + i for rid, i in first_now.items()),
-                           sorted(prev_start[rid][0] + i for rid, i in first_then.items()),
-                           first_now, first_then))
+            fresh.setdefault(signature, []).append((dict(now), dict(then)))
+            if len(now) > 1:
+                regrouped.append((k, signature[0]))
+        if not fresh and len(layouts) == len(groups):
+            layout_list = list(layouts.values())  # the common case: only positions moved
+        else:
+            layout_list = self._layouts(fresh, start, prev_start)
+            if layout_list is None:
+                return False
+        for k, sig in regrouped:
+            group_of[k] = sig
+            keys = groups.get(sig)
+            if keys is None:
+                groups[sig] = {k}
+            else:
+                keys.add(k)
+                layouts.pop(sig, None)
+        chunks = [(size,
+                   [start[rid][0] + i for rid, i in now_order],
+                   [prev_start[rid][0] + i for rid, i in then_order],
+                   first_now, first_then, now_order, then_order)
+                  for size, first_now, first_then, now_order, then_order in layout_list]
         hits = 0
         widest = -1
         narrowest = None
         again = bool(left_holdings)
+        # A hit's gap spans each run at most once, unless a cyclic gap starts, in the previous
+        # mirror, after the run at which it ends in this one: then the runs between are in
+        # both parts and their growth counts twice.
+        reach = 1
         for chunk in chunks:
-            size, now, then, first_now, first_then = chunk
+            size, now, then, first_now, first_then, now_order, then_order = chunk
             if not now:
                 continue
-            if first_now.keys() != first_then.keys():
+            if first_now is not first_then and first_now.keys() != first_then.keys():
                 again = True  # holders came or went: the next mirror's spans differ
-            spans = []
             if then:
-                gap = prev_total - 1 - then[-1] + now[0]
-                spans.append((gap, True, then[-1], now[0]))
-            else:
-                again = True  # a first access: misses now, hits next time
-            spans += [(b - a - 1, False, a, b) for a, b in zip(now, now[1:])]
-            for gap, cyclic, a, b in spans:
+                a = then[-1]
+                b = now[0]
+                gap = prev_total - 1 - a + b
+                if gap >= capacity:
+                    # the run holding the chunk first now must not precede, in the previous
+                    # mirror, the one holding it last then (else some run is crossed twice)
+                    head = now_order[0][0]
+                    tail = then_order[-1][0]
+                    if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
+                        return False
+                    gap -= _repeats(chunks, chunk, True, a, b)
                 if gap < capacity:
                     hits += size
                     if gap > widest:
                         widest = gap
-                    continue
-                if cyclic:
-                    # the run holding the chunk first now must not precede, in the previous
-                    # mirror, the one holding it last then (else some run is crossed twice)
-                    head = min(first_now, key=lambda rid: start[rid][0])
-                    tail = max(first_then, key=lambda rid: prev_start[rid][0])
-                    if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
-                        return False
-                repeats = 0
-                for other in chunks:
-                    if other is chunk:
-                        continue
-                    if cyclic:
-                        count = (len(other[2]) - bisect_right(other[2], a)
-                                 + bisect_left(other[1], b))
-                    else:
-                        count = bisect_left(other[1], b) - bisect_right(other[1], a)
-                    if count > 1:
-                        repeats += other[0] * (count - 1)
-                distinct = gap - repeats
-                if distinct < capacity:
+                    if reach == 1:
+                        head = now_order[0][0]
+                        tail = then_order[-1][0]
+                        if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
+                            reach = 2
+                elif narrowest is None or gap < narrowest:
+                    narrowest = gap
+            else:
+                again = True  # a first access: misses now, hits next time
+            a = now[0]
+            for b in now[1:]:
+                gap = b - a - 1
+                if gap >= capacity:
+                    gap -= _repeats(chunks, chunk, False, a, b)
+                if gap < capacity:
                     hits += size
-                    if distinct > widest:
-                        widest = distinct
-                elif narrowest is None or distinct < narrowest:
-                    narrowest = distinct
+                    if gap > widest:
+                        widest = gap
+                elif narrowest is None or gap < narrowest:
+                    narrowest = gap
+                a = b
         self.shared_hits = hits
         self.recheck = again
         self.gap_margin = capacity - 1 - widest
+        self.growth_reach = reach
         self.miss_margin = capacity if narrowest is None else narrowest - capacity
         # This mirror's additions and departures still change the next mirror's spans (their
         # first part lies in this mirror).
         self.grown_since = added
         self.shrunk_since = left
         return True
+
+    def _layouts(self, fresh, start, prev_start):
+        """The layout of every chunk of this check (None if some chunk has none): the kept
+        groups' (merged with any changed keys that now have the same holders in both
+        mirrors) and the changed keys' groups."""
+        groups = self.groups
+        layouts = self.layouts
+        holders = self.holders
+        layout_list = []
+        for sig, keys in groups.items():
+            layout = layouts.get(sig)
+            joining = fresh.pop((sig, sig), None)
+            if layout is None or joining:
+                members = [(d, d) for d in map(dict, map(holders.__getitem__, keys))]
+                layout = _chunk_layout(members + joining if joining else members,
+                                       start, prev_start)
+                if layout is None:
+                    return None
+                if not joining:
+                    layouts[sig] = layout
+            layout_list.append(layout)
+        for members in fresh.values():
+            layout = _chunk_layout(members, start, prev_start)
+            if layout is None:
+                return None
+            layout_list.append(layout)
+        return layout_list
 
     # -- the exact form ------------------------------------------------------------------------
     def _mirror_exact(self, batch) -> None:
