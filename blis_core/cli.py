@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -28,8 +27,6 @@ from blis_core.runner import PreparedRun
 from blis_core.runconfig import ConfigurationError
 
 log = logging.getLogger("blis")
-# Set by console_main: this process ends right after main() (see there).
-_exiting_quickly = False
 
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
               "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
@@ -191,11 +188,6 @@ def _execute(run: PreparedRun, output_format: str, metrics_path: str):
     setting = run.config.output.progress if run.config is not None else None
     if wanted(setting):
         progress = run_progress(run.simulation, run.workload.requests, always=setting is True)
-    if _exiting_quickly:
-        # The workload lives until the end of the run: keep the cyclic collector from walking
-        # it again and again (a third of a second of 100k requests). Only in the executable:
-        # frozen objects stay frozen for the rest of the process.
-        gc.freeze()
     result = simulate(run.simulation, run.workload.requests, run.workload.sessions,
                       progress=progress)
     evaluation = evaluate_result(result, run.fitness_weights)
@@ -308,8 +300,6 @@ def console_main() -> None:
     still running or a profiler or tracer wants to write its results at exit. In-process
     callers (tests, embedding programs) call ``main`` and keep the ordinary exit.
     """
-    global _exiting_quickly
-    _exiting_quickly = True
     try:
         main()
         code = 0
