@@ -196,6 +196,11 @@ class Cluster:
             self.router_state = self._router_state_periodic
             # Per instance: cached values and the last refresh of each field group.
             self._cached = {inst.id: _CachedSnapshot() for inst in instances}
+        # An admission policy that declares it never reads its router state gets None. With live
+        # snapshots building one has no effect but the prefix-cache view's refresh, which still
+        # happens; periodic snapshots move their refresh timers, so they are always built.
+        self.admission_reads_state = (getattr(admission, "reads_router_state", True)
+                                      or snapshot_refresh_interval > 0)
         # The prefix-cache query (upstream cacheQueryFn), built only for policies that use it:
         # freezing every instance's prefix map each cache-signal-delay is not free.
         self.cache_view = None
@@ -445,7 +450,13 @@ class Cluster:
                 self.arrivals += 1
                 self._push(time + self.admission_latency, ADMISSION, req)
             elif kind == ADMISSION:
-                admitted, reason = self.admission.admit(req, self.router_state(req))
+                if self.admission_reads_state:
+                    state = self.router_state(req)
+                else:
+                    state = None
+                    if self.cache_view is not None:
+                        self.cache_view.refresh(time)
+                admitted, reason = self.admission.admit(req, state)
                 if admitted and self.tenants is not None and self.tenants.sheds(req):
                     admitted = False  # the tenant-budget shed, after the policy admitted
                     reason = "tenant-budget-shed"

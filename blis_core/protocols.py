@@ -72,6 +72,8 @@ class AdmissionPolicy(Protocol):
 
     ``admit`` returns ``(admitted, reason)``. It may keep internal state (a token bucket) but
     must be deterministic given the sequence of calls. Rejected requests are counted and dropped.
+    A policy whose class or object sets ``reads_router_state = False`` may be passed ``None``
+    instead of a state (building the snapshots of every request is not free).
     """
 
     name: ClassVar[str]

@@ -23,6 +23,7 @@ class AlwaysAdmit:
     """Admit every request (upstream's default)."""
 
     name = "always-admit"
+    reads_router_state = False    # the cluster may pass None instead of building one
 
     def admit(self, request, state) -> tuple[bool, str]:
         return True, ""
@@ -64,6 +65,7 @@ class RejectAll:
 
     name = "reject-all"
     pathological = True
+    reads_router_state = False
 
     def admit(self, request, state) -> tuple[bool, str]:
         return False, "reject-all"

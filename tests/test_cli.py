@@ -118,6 +118,24 @@ def test_console_script_bad_input_is_one_line_on_real_stderr(tmp_path):
     assert files_in(tmp_path) == set()
 
 
+def test_the_executable_exits_quickly_with_every_output_written_and_flushed(tmp_path, capsys):
+    # console_main skips the interpreter's teardown: stdout (a pipe here, so block-buffered),
+    # the log line on stderr and the metrics file must all be complete all the same.
+    metrics = tmp_path / "m.json"
+    argv = ["run", *MODEL, "--num-requests", "20", "--metrics-path", str(metrics),
+            "--log", "info"]
+    proc = subprocess.run([sys.executable, "-m", "blis_core.cli", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].endswith(f"Metrics written to: {metrics}")
+    written = metrics.read_text()
+    code, in_process, _ = run_cli(argv, capsys)
+    assert code == 0
+    assert proc.stdout == in_process
+    assert metrics.read_text() == written
+    assert len(json.loads(written)["requests"]) == 20
+
+
 # -- bad input: one line, exit code 2, no traceback, no output files ---------------------------
 def _bad_csv(directory) -> tuple[str, str]:
     header = directory / "bad.yaml"
