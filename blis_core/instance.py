@@ -12,6 +12,7 @@ from collections import Counter, deque
 from heapq import heappop, heappush
 
 import attrs
+import numpy as np
 
 from blis_core.events import ARRIVAL, MAX_TICK, QUEUED, STEP, TIMEOUT
 from blis_core.latency import BUILTIN_MODELS
@@ -31,6 +32,8 @@ class BatchConfig:
     long_prefill_threshold: int = 0
     max_model_len: int = 0
 
+
+_ITL_CHUNK = 1 << 18   # steps per chunk when counting the ITL distribution
 
 _FILL = 0        # a cruiser's decode fills its last block (which gets its prefix-cache key)
 _NEW_BLOCK = 1   # a cruiser's decode needs a new block
@@ -94,7 +97,11 @@ class Instance:
         self.counters = InstanceCounters()
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop
         self.completed_requests: list = []
-        self.itl_counts: Counter = Counter()
+        # ITL entries of completed requests, as the [start, end) step ranges they cover: the
+        # distribution is counted from these and step_latency when read (see itl_counts), not
+        # value by value at each completion.
+        self.itl_starts = array("q")
+        self.itl_ends = array("q")
         self.admissions = 0
         self.cruise = cruise              # False: every request steps explicitly (reference)
         self.cruisers = 0                 # running requests decoding implicitly
@@ -293,6 +300,11 @@ class Instance:
                 progress += 1
                 req.progress = progress
                 req.itl.append(token_latency)
+                steps = req.itl_steps
+                if steps and steps[-1] == step:
+                    steps[-1] = step + 1
+                else:
+                    steps += (step, step + 1)
             req.num_new_tokens = 0
             if progress == n_in and not req.ttft_set:
                 req.ttft_set = True
@@ -504,6 +516,11 @@ class Instance:
         req.progress = req.cruise_progress + (next_step - first)
         if next_step > first:
             req.itl.extend(self.step_latency[first:next_step])
+            steps = req.itl_steps
+            if steps and steps[-1] == first:
+                steps[-1] = next_step
+            else:
+                steps += (first, next_step)
         own = req.blocks
         if own and req.tail_step < next_step - 1:
             self.kv.fill[own[-1]] = req.tail_fill + (next_step - 1 - req.tail_step)
@@ -736,6 +753,7 @@ class Instance:
             victim.state = STATE_QUEUED
             victim.progress = 0
             victim.itl = []
+            victim.itl_steps = []
             kv.release(victim)
             victim.computed = 0
             self.wait.appendleft(victim)
@@ -784,7 +802,11 @@ class Instance:
         itl = req.itl
         if req.pd_decode:
             req.first_itl = itl[0] if itl else None
-        self.itl_counts.update(itl)
+        steps = req.itl_steps
+        if steps:
+            self.itl_starts.extend(steps[0::2])
+            self.itl_ends.extend(steps[1::2])
+            req.itl_steps = []
         itl_sum = sum(itl)
         latency = req.first_token_time + itl_sum
         if n_out > 0:
@@ -816,13 +838,13 @@ class Instance:
         for req in self.wait:  # a tiered reload may leave blocks with a waiting request
             for b in req.blocks or ():
                 refs[b] += 1
-        free = 0
-        b = kv.head
-        while b != -1:
-            free += 1
+        free_list = kv.free_blocks()
+        free = len(free_list)
+        if len(set(free_list)) != free:
+            raise AssertionError(f"{self.id}: a block is on the free list twice")
+        for b in free_list:
             if kv.refcount[b] != 0:
                 raise AssertionError(f"{self.id}: block {b} is on the free list with references")
-            b = kv.next[b]
         if free != kv.free_count:
             raise AssertionError(f"{self.id}: free list holds {free} blocks, counter says "
                                  f"{kv.free_count}")
@@ -834,6 +856,37 @@ class Instance:
             raise AssertionError(f"{self.id}: free + used != total blocks")
 
     # -- end of run ---------------------------------------------------------------------------
+    @property
+    def itl_counts(self) -> Counter:
+        """ITL value -> number of entries, over every completed request.
+
+        An entry of step s has the value step_latency[s], so the distribution is the step
+        latencies weighted by how many completed requests' ranges cover each step. Steps are
+        taken in chunks so the weights never need an array as long as the whole run.
+        """
+        counts: Counter = Counter()
+        starts = np.sort(np.frombuffer(self.itl_starts, dtype=np.int64))
+        if not len(starts):
+            return counts
+        ends = np.sort(np.frombuffer(self.itl_ends, dtype=np.int64))
+        latency = np.frombuffer(self.step_latency, dtype=np.int64)
+        n = len(latency)
+        covering = 0
+        for lo in range(int(starts[0]), n, _ITL_CHUNK):
+            hi = min(lo + _ITL_CHUNK, n)
+            s0, s1 = np.searchsorted(starts, (lo, hi))
+            e0, e1 = np.searchsorted(ends, (lo, hi))
+            delta = (np.bincount(starts[s0:s1] - lo, minlength=hi - lo)
+                     - np.bincount(ends[e0:e1] - lo, minlength=hi - lo))
+            weight = np.cumsum(delta) + covering
+            covering = int(weight[-1])
+            used = weight > 0
+            values, where = np.unique(latency[lo:hi][used], return_inverse=True)
+            tally = np.bincount(where, weights=weight[used])
+            for v, c in zip(values.tolist(), tally.tolist()):
+                counts[v] += int(c)
+        return counts
+
     def finalize(self) -> None:
         if self.cruisers:
             self._materialize_all(self.step_count + 1)
