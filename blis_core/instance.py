@@ -33,7 +33,7 @@ class BatchConfig:
     max_model_len: int = 0
 
 
-_ITL_CHUNK = 1 << 18   # steps per chunk when counting the ITL distribution
+_ITL_CHUNK = 1 << 16   # steps per chunk when counting the ITL distribution
 
 _FILL = 0        # a cruiser's decode fills its last block (which gets its prefix-cache key)
 _NEW_BLOCK = 1   # a cruiser's decode needs a new block
@@ -301,7 +301,9 @@ class Instance:
                 req.progress = progress
                 req.itl.append(token_latency)
                 steps = req.itl_steps
-                if steps and steps[-1] == step:
+                if steps is None:
+                    req.itl_steps = [step, step + 1]
+                elif steps[-1] == step:
                     steps[-1] = step + 1
                 else:
                     steps += (step, step + 1)
@@ -384,7 +386,6 @@ class Instance:
         bs = kv.block_size
         register_full = kv._register_full
         append_decode_block = kv.append_decode_block
-        schedule = self._schedule
         latency = self.latency
         running = self.running
         positions = latency.needs_positions
@@ -406,16 +407,16 @@ class Instance:
             if own and own[0] < until:
                 until = own[0]
             heap = None
+        first = step + 1
+        last_now = now
         while now < until:
             if heap:
                 top = heap[0]
                 t = top[0]
                 if t < now or t == now and (top[1] < index or top[1] == index and top[2] <= 2):
                     break
-            step += 1
-            bucket = due.get(step)
+            bucket = due.get(step + 1)
             if bucket is not None:
-                events = []
                 new_blocks = 0
                 for req, epoch, what in bucket:
                     if epoch != req.cruise_epoch:
@@ -425,13 +426,16 @@ class Instance:
                         break
                     if what == _NEW_BLOCK:
                         new_blocks += 1
-                    events.append((req, what))
                 if new_blocks < 0 or new_blocks > kv.free_count:
                     break
+                step += 1
                 del due[step]
-                if len(events) > 1:
-                    events.sort(key=_event_order)
-                for req, what in events:
+                if len(bucket) > 1:
+                    # Stable, so stale entries in between do not change the live ones' order.
+                    bucket.sort(key=_event_order)
+                for req, epoch, what in bucket:
+                    if epoch != req.cruise_epoch:
+                        continue
                     own = req.blocks
                     if what == _FILL:
                         last = own[-1]
@@ -439,18 +443,20 @@ class Instance:
                         register_full(req, last, len(own) - 1)
                         req.tail_step = step
                         req.tail_fill = bs
-                        schedule(req, step + 1, _NEW_BLOCK)
+                        at, what = step + 1, _NEW_BLOCK
                     else:
                         append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
                         req.tail_step = step
                         req.tail_fill = 1
-                        if bs > 1:
-                            schedule(req, step + bs - 1, _FILL)
-                        else:
-                            schedule(req, step + 1, _NEW_BLOCK)
-            self.step_count = step
-            self.clock = now
-            self.seq += 1
+                        at = step + bs - 1 if bs > 1 else step + 1
+                        what = _FILL if bs > 1 else _NEW_BLOCK
+                    later = due.get(at)
+                    if later is None:
+                        due[at] = [(req, epoch, what)]
+                    else:
+                        later.append((req, epoch, what))
+            else:
+                step += 1
             if positions:
                 adv = latency.step_time(0, cruisers, [], [
                     req.cruise_progress + (step - req.cruise_step) for req in running])
@@ -458,7 +464,13 @@ class Instance:
                     adv = 1
                 token_latency = adv + otpt
             append_latency(token_latency)
+            last_now = now
             now += adv
+        if step >= first:
+            # Nothing in the loop reads these, so they are brought up to date once.
+            self.step_count = step
+            self.clock = last_now
+            self.seq += step - first + 1
         return now
 
     def _chunk(self, remaining: int, start: int, budget: int) -> int:
@@ -517,7 +529,9 @@ class Instance:
         if next_step > first:
             req.itl.extend(self.step_latency[first:next_step])
             steps = req.itl_steps
-            if steps and steps[-1] == first:
+            if steps is None:
+                req.itl_steps = [first, next_step]
+            elif steps[-1] == first:
                 steps[-1] = next_step
             else:
                 steps += (first, next_step)
@@ -753,7 +767,7 @@ class Instance:
             victim.state = STATE_QUEUED
             victim.progress = 0
             victim.itl = []
-            victim.itl_steps = []
+            victim.itl_steps = None
             kv.release(victim)
             victim.computed = 0
             self.wait.appendleft(victim)
@@ -806,7 +820,7 @@ class Instance:
         if steps:
             self.itl_starts.extend(steps[0::2])
             self.itl_ends.extend(steps[1::2])
-            req.itl_steps = []
+            req.itl_steps = None
         itl_sum = sum(itl)
         latency = req.first_token_time + itl_sum
         if n_out > 0:

@@ -100,7 +100,7 @@ class Request:
         self.ttft_set = False
         self.first_token_time = 0       # the TTFT *duration* in ticks, as upstream names it
         self.itl = []                   # per-decode-step latencies, cleared on preemption
-        self.itl_steps = []             # the steps of those entries: [start, end) pairs, flat
+        self.itl_steps = None           # the steps of those entries: [start, end) pairs, flat
         self.length_capped = False
         self.priority = 0.0
         self.assigned_instance = ""
