@@ -38,6 +38,7 @@ _ITL_CHUNK = 1 << 16   # steps per chunk when counting the ITL distribution
 _FILL = 0        # a cruiser's decode fills its last block (which gets its prefix-cache key)
 _NEW_BLOCK = 1   # a cruiser's decode needs a new block
 _DONE = 2        # a cruiser completes after this step's execution
+_EXPLICIT = 3    # (batch formation only) not an event: an explicit request's turn
 
 
 def _batch_order(req) -> int:
@@ -582,41 +583,47 @@ class Instance:
         kv = self.kv
         fill = kv.fill
         bs = kv.block_size
-        events = []
         done = []
+        # Explicit requests and live block events, in batch order; an explicit request is
+        # wrapped like a due entry so both sort by the same key.
+        work = [(req, 0, _EXPLICIT) for req in explicit]
         if due:
-            for req, epoch, what in due:
-                if epoch != req.cruise_epoch:
+            events = False
+            for entry in due:
+                req = entry[0]
+                if entry[1] != req.cruise_epoch:
                     continue
-                if what == _DONE:
+                if entry[2] == _DONE:
                     done.append(req)
                 else:
-                    events.append((req, what))
+                    work.append(entry)
+                    events = True
+            if events and len(work) > 1:
+                work.sort(key=_event_order)
         budget = self.batch_config.max_scheduled_tokens - self.cruisers
-        work = explicit
-        if events:
-            work = explicit + [req for req, _what in events]
-            work.sort(key=_batch_order)
-            kinds = {id(req): what for req, what in events}
+        due_at = self.due
         prefill_tokens = 0
-        for req in work:
-            if req.cruising:
+        for req, epoch, what in work:
+            if what != _EXPLICIT:
                 own = req.blocks
-                if kinds[id(req)] == _FILL:
+                if what == _FILL:
                     last = own[-1]
                     fill[last] = bs
                     kv._register_full(req, last, len(own) - 1)
                     req.tail_step = step
                     req.tail_fill = bs
-                    self._schedule(req, step + 1, _NEW_BLOCK)
+                    at, what = step + 1, _NEW_BLOCK
                 else:
                     kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
                     req.tail_step = step
                     req.tail_fill = 1
-                    if bs > 1:
-                        self._schedule(req, step + bs - 1, _FILL)
-                    else:
-                        self._schedule(req, step + 1, _NEW_BLOCK)
+                    at = step + bs - 1 if bs > 1 else step + 1
+                    what = _FILL if bs > 1 else _NEW_BLOCK
+                later = due_at.get(at)
+                if later is None:
+                    due_at[at] = [(req, epoch, what)]
+                else:
+                    later.append((req, epoch, what))
                 continue
             progress = req.progress
             n = req.num_input - progress
