@@ -278,6 +278,7 @@ class KVCache:
     def append_decode_block(self, req, position: int) -> None:
         """A decoding request's token at ``position`` starts a new block (the caller knows a
         free block exists and the request's last block, if any, is full)."""
+        # _pop_free, inline: this is the most frequent block operation of a run.
         self.free_count -= 1
         b = self.fresh
         if b < self.total_blocks:
