@@ -12,6 +12,7 @@ from collections import Counter, deque
 from heapq import heappop, heappush
 
 import attrs
+import numpy as np
 
 from blis_core.events import ARRIVAL, MAX_TICK, QUEUED, STEP, TIMEOUT
 from blis_core.latency import BUILTIN_MODELS
@@ -32,9 +33,12 @@ class BatchConfig:
     max_model_len: int = 0
 
 
+_ITL_CHUNK = 1 << 16   # steps per chunk when counting the ITL distribution
+
 _FILL = 0        # a cruiser's decode fills its last block (which gets its prefix-cache key)
 _NEW_BLOCK = 1   # a cruiser's decode needs a new block
 _DONE = 2        # a cruiser completes after this step's execution
+_EXPLICIT = 3    # (batch formation only) not an event: an explicit request's turn
 
 
 def _batch_order(req) -> int:
@@ -94,7 +98,11 @@ class Instance:
         self.counters = InstanceCounters()
         self.requests: dict = {}          # registered at injection, removed on an enqueue drop
         self.completed_requests: list = []
-        self.itl_counts: Counter = Counter()
+        # ITL entries of completed requests, as the [start, end) step ranges they cover: the
+        # distribution is counted from these and step_latency when read (see itl_counts), not
+        # value by value at each completion.
+        self.itl_starts = array("q")
+        self.itl_ends = array("q")
         self.admissions = 0
         self.cruise = cruise              # False: every request steps explicitly (reference)
         self.cruisers = 0                 # running requests decoding implicitly
@@ -293,6 +301,13 @@ class Instance:
                 progress += 1
                 req.progress = progress
                 req.itl.append(token_latency)
+                steps = req.itl_steps
+                if steps is None:
+                    req.itl_steps = [step, step + 1]
+                elif steps[-1] == step:
+                    steps[-1] = step + 1
+                else:
+                    steps += (step, step + 1)
             req.num_new_tokens = 0
             if progress == n_in and not req.ttft_set:
                 req.ttft_set = True
@@ -372,7 +387,6 @@ class Instance:
         bs = kv.block_size
         register_full = kv._register_full
         append_decode_block = kv.append_decode_block
-        schedule = self._schedule
         latency = self.latency
         running = self.running
         positions = latency.needs_positions
@@ -394,16 +408,16 @@ class Instance:
             if own and own[0] < until:
                 until = own[0]
             heap = None
+        first = step + 1
+        last_now = now
         while now < until:
             if heap:
                 top = heap[0]
                 t = top[0]
                 if t < now or t == now and (top[1] < index or top[1] == index and top[2] <= 2):
                     break
-            step += 1
-            bucket = due.get(step)
+            bucket = due.get(step + 1)
             if bucket is not None:
-                events = []
                 new_blocks = 0
                 for req, epoch, what in bucket:
                     if epoch != req.cruise_epoch:
@@ -413,13 +427,16 @@ class Instance:
                         break
                     if what == _NEW_BLOCK:
                         new_blocks += 1
-                    events.append((req, what))
                 if new_blocks < 0 or new_blocks > kv.free_count:
                     break
+                step += 1
                 del due[step]
-                if len(events) > 1:
-                    events.sort(key=_event_order)
-                for req, what in events:
+                if len(bucket) > 1:
+                    # Stable, so stale entries in between do not change the live ones' order.
+                    bucket.sort(key=_event_order)
+                for req, epoch, what in bucket:
+                    if epoch != req.cruise_epoch:
+                        continue
                     own = req.blocks
                     if what == _FILL:
                         last = own[-1]
@@ -427,18 +444,20 @@ class Instance:
                         register_full(req, last, len(own) - 1)
                         req.tail_step = step
                         req.tail_fill = bs
-                        schedule(req, step + 1, _NEW_BLOCK)
+                        at, what = step + 1, _NEW_BLOCK
                     else:
                         append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
                         req.tail_step = step
                         req.tail_fill = 1
-                        if bs > 1:
-                            schedule(req, step + bs - 1, _FILL)
-                        else:
-                            schedule(req, step + 1, _NEW_BLOCK)
-            self.step_count = step
-            self.clock = now
-            self.seq += 1
+                        at = step + bs - 1 if bs > 1 else step + 1
+                        what = _FILL if bs > 1 else _NEW_BLOCK
+                    later = due.get(at)
+                    if later is None:
+                        due[at] = [(req, epoch, what)]
+                    else:
+                        later.append((req, epoch, what))
+            else:
+                step += 1
             if positions:
                 adv = latency.step_time(0, cruisers, [], [
                     req.cruise_progress + (step - req.cruise_step) for req in running])
@@ -446,7 +465,13 @@ class Instance:
                     adv = 1
                 token_latency = adv + otpt
             append_latency(token_latency)
+            last_now = now
             now += adv
+        if step >= first:
+            # Nothing in the loop reads these, so they are brought up to date once.
+            self.step_count = step
+            self.clock = last_now
+            self.seq += step - first + 1
         return now
 
     def _chunk(self, remaining: int, start: int, budget: int) -> int:
@@ -504,6 +529,13 @@ class Instance:
         req.progress = req.cruise_progress + (next_step - first)
         if next_step > first:
             req.itl.extend(self.step_latency[first:next_step])
+            steps = req.itl_steps
+            if steps is None:
+                req.itl_steps = [first, next_step]
+            elif steps[-1] == first:
+                steps[-1] = next_step
+            else:
+                steps += (first, next_step)
         own = req.blocks
         if own and req.tail_step < next_step - 1:
             self.kv.fill[own[-1]] = req.tail_fill + (next_step - 1 - req.tail_step)
@@ -551,41 +583,47 @@ class Instance:
         kv = self.kv
         fill = kv.fill
         bs = kv.block_size
-        events = []
         done = []
+        # Explicit requests and live block events, in batch order; an explicit request is
+        # wrapped like a due entry so both sort by the same key.
+        work = [(req, 0, _EXPLICIT) for req in explicit]
         if due:
-            for req, epoch, what in due:
-                if epoch != req.cruise_epoch:
+            events = False
+            for entry in due:
+                req = entry[0]
+                if entry[1] != req.cruise_epoch:
                     continue
-                if what == _DONE:
+                if entry[2] == _DONE:
                     done.append(req)
                 else:
-                    events.append((req, what))
+                    work.append(entry)
+                    events = True
+            if events and len(work) > 1:
+                work.sort(key=_event_order)
         budget = self.batch_config.max_scheduled_tokens - self.cruisers
-        work = explicit
-        if events:
-            work = explicit + [req for req, _what in events]
-            work.sort(key=_batch_order)
-            kinds = {id(req): what for req, what in events}
+        due_at = self.due
         prefill_tokens = 0
-        for req in work:
-            if req.cruising:
+        for req, epoch, what in work:
+            if what != _EXPLICIT:
                 own = req.blocks
-                if kinds[id(req)] == _FILL:
+                if what == _FILL:
                     last = own[-1]
                     fill[last] = bs
                     kv._register_full(req, last, len(own) - 1)
                     req.tail_step = step
                     req.tail_fill = bs
-                    self._schedule(req, step + 1, _NEW_BLOCK)
+                    at, what = step + 1, _NEW_BLOCK
                 else:
                     kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
                     req.tail_step = step
                     req.tail_fill = 1
-                    if bs > 1:
-                        self._schedule(req, step + bs - 1, _FILL)
-                    else:
-                        self._schedule(req, step + 1, _NEW_BLOCK)
+                    at = step + bs - 1 if bs > 1 else step + 1
+                    what = _FILL if bs > 1 else _NEW_BLOCK
+                later = due_at.get(at)
+                if later is None:
+                    due_at[at] = [(req, epoch, what)]
+                else:
+                    later.append((req, epoch, what))
                 continue
             progress = req.progress
             n = req.num_input - progress
@@ -736,6 +774,7 @@ class Instance:
             victim.state = STATE_QUEUED
             victim.progress = 0
             victim.itl = []
+            victim.itl_steps = None
             kv.release(victim)
             victim.computed = 0
             self.wait.appendleft(victim)
@@ -784,7 +823,11 @@ class Instance:
         itl = req.itl
         if req.pd_decode:
             req.first_itl = itl[0] if itl else None
-        self.itl_counts.update(itl)
+        steps = req.itl_steps
+        if steps:
+            self.itl_starts.extend(steps[0::2])
+            self.itl_ends.extend(steps[1::2])
+            req.itl_steps = None
         itl_sum = sum(itl)
         latency = req.first_token_time + itl_sum
         if n_out > 0:
@@ -816,13 +859,13 @@ class Instance:
         for req in self.wait:  # a tiered reload may leave blocks with a waiting request
             for b in req.blocks or ():
                 refs[b] += 1
-        free = 0
-        b = kv.head
-        while b != -1:
-            free += 1
+        free_list = kv.free_blocks()
+        free = len(free_list)
+        if len(set(free_list)) != free:
+            raise AssertionError(f"{self.id}: a block is on the free list twice")
+        for b in free_list:
             if kv.refcount[b] != 0:
                 raise AssertionError(f"{self.id}: block {b} is on the free list with references")
-            b = kv.next[b]
         if free != kv.free_count:
             raise AssertionError(f"{self.id}: free list holds {free} blocks, counter says "
                                  f"{kv.free_count}")
@@ -834,6 +877,37 @@ class Instance:
             raise AssertionError(f"{self.id}: free + used != total blocks")
 
     # -- end of run ---------------------------------------------------------------------------
+    @property
+    def itl_counts(self) -> Counter:
+        """ITL value -> number of entries, over every completed request.
+
+        An entry of step s has the value step_latency[s], so the distribution is the step
+        latencies weighted by how many completed requests' ranges cover each step. Steps are
+        taken in chunks so the weights never need an array as long as the whole run.
+        """
+        counts: Counter = Counter()
+        starts = np.sort(np.frombuffer(self.itl_starts, dtype=np.int64))
+        if not len(starts):
+            return counts
+        ends = np.sort(np.frombuffer(self.itl_ends, dtype=np.int64))
+        latency = np.frombuffer(self.step_latency, dtype=np.int64)
+        n = len(latency)
+        covering = 0
+        for lo in range(int(starts[0]), n, _ITL_CHUNK):
+            hi = min(lo + _ITL_CHUNK, n)
+            s0, s1 = np.searchsorted(starts, (lo, hi))
+            e0, e1 = np.searchsorted(ends, (lo, hi))
+            delta = (np.bincount(starts[s0:s1] - lo, minlength=hi - lo)
+                     - np.bincount(ends[e0:e1] - lo, minlength=hi - lo))
+            weight = np.cumsum(delta) + covering
+            covering = int(weight[-1])
+            used = weight > 0
+            values, where = np.unique(latency[lo:hi][used], return_inverse=True)
+            tally = np.bincount(where, weights=weight[used])
+            for v, c in zip(values.tolist(), tally.tolist()):
+                counts[v] += int(c)
+        return counts
+
     def finalize(self) -> None:
         if self.cruisers:
             self._materialize_all(self.step_count + 1)

@@ -9,12 +9,13 @@ within one run is vanishingly unlikely (about 1e-7 for ten million distinct bloc
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from math import ceil
 
 from blis_core.cputier import CpuTier
 
 ROOT_KEY = 0          # the parent key of a request's first block ("" upstream)
-_NIL = -1             # free-list link terminator
+_NIL = -1             # no block
 
 
 def block_tokens(req, origin: int, count: int) -> tuple:
@@ -76,6 +77,12 @@ class KVCache:
     Blocks are parallel lists indexed by block id: reference count, number of tokens held, the
     absolute sequence position of the block's first token, and its prefix-cache key (None when
     not cacheable). Cached but unreferenced blocks stay on the free list and count as free.
+
+    The free list (upstream: a doubly linked list, initially in id order; pop at the head,
+    release appends at the tail, a cache hit unlinks from the middle) is held in two parts.
+    Blocks never used yet are always its head, in id order, so they are just the ids from
+    ``fresh`` on; the rest, in release order, is an OrderedDict, whose pop-first, append and
+    delete are single C-level operations and which holds only blocks that have been used.
     """
 
     def __init__(self, total_blocks: int, block_size: int) -> None:
@@ -85,11 +92,8 @@ class KVCache:
         self.fill = [0] * total_blocks
         self.origin = [0] * total_blocks
         self.key = [None] * total_blocks
-        # Doubly linked free list in block-id order; LRU by release time.
-        self.next = list(range(1, total_blocks)) + [_NIL]
-        self.prev = [_NIL] + list(range(total_blocks - 1))
-        self.head = 0 if total_blocks else _NIL
-        self.tail = total_blocks - 1 if total_blocks else _NIL
+        self.fresh = 0                        # blocks [fresh, total) were never used
+        self.recycled: OrderedDict = OrderedDict()   # the free list after them (values unused)
         self.free_count = total_blocks
         self.key_to_block: dict = {}
         self.cache_hits = 0
@@ -97,38 +101,23 @@ class KVCache:
         self.pending_transfer_latency = 0
 
     # -- free list -------------------------------------------------------------------------
-    def _append_free(self, b: int) -> None:
-        tail = self.tail
-        self.prev[b] = tail
-        self.next[b] = _NIL
-        if tail == _NIL:
-            self.head = b
-        else:
-            self.next[tail] = b
-        self.tail = b
-        self.free_count += 1
-
-    def _remove_free(self, b: int) -> None:
-        p = self.prev[b]
-        n = self.next[b]
-        if p == _NIL:
-            self.head = n
-        else:
-            self.next[p] = n
-        if n == _NIL:
-            self.tail = p
-        else:
-            self.prev[n] = p
-        self.free_count -= 1
+    def free_blocks(self) -> list[int]:
+        """The free list, head first (for audits)."""
+        return list(range(self.fresh, self.total_blocks)) + list(self.recycled)
 
     def _pop_free(self) -> int:
-        """Take the least recently released block and forget its old prefix-cache key.
+        """Take the head of the free list and forget its old prefix-cache key.
 
         Upstream deletes the old key from the map unconditionally, even when the key now points
-        at another block; copying that keeps hit/miss behaviour identical.
+        at another block; copying that keeps hit/miss behaviour identical. (A never used block
+        has no key.)
         """
-        b = self.head
-        self._remove_free(b)
+        self.free_count -= 1
+        b = self.fresh
+        if b < self.total_blocks:
+            self.fresh = b + 1
+            return b
+        b = self.recycled.popitem(False)[0]
         old = self.key[b]
         if old is not None:
             self.key_to_block.pop(old, None)
@@ -174,9 +163,12 @@ class KVCache:
         own = req.blocks
         if own is None:
             own = req.blocks = []
+        recycled = self.recycled
         for b in blocks:
             if refcount[b] == 0:
-                self._remove_free(b)
+                # A keyed block has been used, so it is not among the fresh ones.
+                del recycled[b]
+                self.free_count -= 1
             refcount[b] += 1
             self.cache_hits += 1
             own.append(b)
@@ -286,7 +278,17 @@ class KVCache:
     def append_decode_block(self, req, position: int) -> None:
         """A decoding request's token at ``position`` starts a new block (the caller knows a
         free block exists and the request's last block, if any, is full)."""
-        b = self._pop_free()
+        # _pop_free, inline: this is the most frequent block operation of a run.
+        self.free_count -= 1
+        b = self.fresh
+        if b < self.total_blocks:
+            self.fresh = b + 1
+        else:
+            b = self.recycled.popitem(False)[0]
+            old = self.key[b]
+            if old is not None:
+                self.key_to_block.pop(old, None)
+                self.key[b] = None
         self.fill[b] = 1
         self.origin[b] = position
         self.refcount[b] = 1
@@ -303,10 +305,14 @@ class KVCache:
             return
         req.blocks = None
         refcount = self.refcount
+        recycled = self.recycled
+        freed = 0
         for b in reversed(own):
             refcount[b] -= 1
             if refcount[b] == 0:
-                self._append_free(b)
+                recycled[b] = None
+                freed += 1
+        self.free_count += freed
 
 
 class TieredKVCache(KVCache):
@@ -370,7 +376,8 @@ class TieredKVCache(KVCache):
             self.fill[b] = self.block_size
             self.refcount[b] = 0
             self.key_to_block[k] = b
-            self._append_free(b)
+            self.recycled[b] = None
+            self.free_count += 1
             self.pending_transfer_latency += self.reload_cost
             cpu.touch(k)
             reloaded += 1

@@ -35,7 +35,7 @@ class Request:
         "text_tokens", "image_tokens", "audio_tokens", "video_tokens",
         # engine state
         "state", "progress", "num_new_tokens", "computed", "ttft_set", "first_token_time",
-        "itl", "length_capped", "priority", "assigned_instance", "scheduled_step",
+        "itl", "itl_steps", "length_capped", "priority", "assigned_instance", "scheduled_step",
         "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
         "itl_mean", "preemptions", "batch_seq", "mirrored", "mirrored_keys",
         "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
@@ -100,6 +100,7 @@ class Request:
         self.ttft_set = False
         self.first_token_time = 0       # the TTFT *duration* in ticks, as upstream names it
         self.itl = []                   # per-decode-step latencies, cleared on preemption
+        self.itl_steps = None           # the steps of those entries: [start, end) pairs, flat
         self.length_capped = False
         self.priority = 0.0
         self.assigned_instance = ""
