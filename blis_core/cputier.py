@@ -311,7 +311,7 @@ class CpuTier:
         if req.mirrored and (self.lazy or self.thrash) and req.mirrored_keys:
             self.departed.append((req.batch_seq, req.mirrored_keys))
         req.mirrored = 0
-        req.mirrored_keys = []
+        req.mirrored_keys = ()
 
     # -- the per-step mirror -------------------------------------------------------------------
     def mirror(self, batch) -> None:
@@ -368,7 +368,10 @@ class CpuTier:
         for req, covered, keys in advanced:
             req.mirrored = covered
             if keys:
-                req.mirrored_keys += keys
+                if req.mirrored_keys:
+                    req.mirrored_keys += keys
+                else:
+                    req.mirrored_keys = keys  # a fresh list: the run's identity from now on
 
     def _flush_departures(self) -> None:
         """Requests that left the batch: keys nobody references any more become old, ordered by

@@ -300,7 +300,10 @@ class Instance:
             elif req.num_new_tokens:
                 progress += 1
                 req.progress = progress
-                req.itl.append(token_latency)
+                if req.itl:
+                    req.itl.append(token_latency)
+                else:
+                    req.itl = [token_latency]
                 steps = req.itl_steps
                 if steps is None:
                     req.itl_steps = [step, step + 1]
@@ -528,7 +531,10 @@ class Instance:
         first = req.cruise_step
         req.progress = req.cruise_progress + (next_step - first)
         if next_step > first:
-            req.itl.extend(self.step_latency[first:next_step])
+            if req.itl:
+                req.itl.extend(self.step_latency[first:next_step])
+            else:
+                req.itl = self.step_latency[first:next_step].tolist()
             steps = req.itl_steps
             if steps is None:
                 req.itl_steps = [first, next_step]
@@ -773,7 +779,7 @@ class Instance:
             victim.num_new_tokens = 0
             victim.state = STATE_QUEUED
             victim.progress = 0
-            victim.itl = []
+            victim.itl = ()
             victim.itl_steps = None
             kv.release(victim)
             victim.computed = 0
@@ -840,7 +846,7 @@ class Instance:
             req.itl_mean = 0.0
         req.e2e = latency
         # The distribution of every ITL entry lives in itl_counts; the list is no longer needed.
-        req.itl = []
+        req.itl = ()
         self.completed_requests.append(req)
         self._finish(req, left_at)
         # After _finish: a session builds its next round from this round's tokens there.

@@ -99,7 +99,9 @@ class Request:
         self.computed = 0               # upstream's per-request "computed tokens" map entry
         self.ttft_set = False
         self.first_token_time = 0       # the TTFT *duration* in ticks, as upstream names it
-        self.itl = []                   # per-decode-step latencies, cleared on preemption
+        # Per-decode-step latencies, cleared on preemption. Empty ones are the shared (): a run
+        # holds every request from the start, and 100k empty lists are 5 MB.
+        self.itl = ()
         self.itl_steps = None           # the steps of those entries: [start, end) pairs, flat
         self.length_capped = False
         self.priority = 0.0
@@ -115,7 +117,7 @@ class Request:
         self.preemptions = 0
         self.batch_seq = 0              # admission order on its instance (= batch order)
         self.mirrored = 0               # blocks the CPU tier's last mirror covered
-        self.mirrored_keys = []         # their prefix-cache keys, in block order
+        self.mirrored_keys = ()         # their prefix-cache keys, in block order (a list once any)
         # Implicit decoding (see Instance.step): from cruise_step on, one token per step.
         self.cruising = False
         self.cruise_epoch = 0           # invalidates scheduled events when cruising stops
