@@ -386,10 +386,7 @@ class Instance:
         until = self.until
         due = self.due
         kv = self.kv
-        fill = kv.fill
-        bs = kv.block_size
-        register_full = kv._register_full
-        append_decode_block = kv.append_decode_block
+        block_event = self._block_event
         latency = self.latency
         running = self.running
         positions = latency.needs_positions
@@ -438,27 +435,8 @@ class Instance:
                     # Stable, so stale entries in between do not change the live ones' order.
                     bucket.sort(key=_event_order)
                 for req, epoch, what in bucket:
-                    if epoch != req.cruise_epoch:
-                        continue
-                    own = req.blocks
-                    if what == _FILL:
-                        last = own[-1]
-                        fill[last] = bs
-                        register_full(req, last, len(own) - 1)
-                        req.tail_step = step
-                        req.tail_fill = bs
-                        at, what = step + 1, _NEW_BLOCK
-                    else:
-                        append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
-                        req.tail_step = step
-                        req.tail_fill = 1
-                        at = step + bs - 1 if bs > 1 else step + 1
-                        what = _FILL if bs > 1 else _NEW_BLOCK
-                    later = due.get(at)
-                    if later is None:
-                        due[at] = [(req, epoch, what)]
-                    else:
-                        later.append((req, epoch, what))
+                    if epoch == req.cruise_epoch:
+                        block_event(req, epoch, what, step)
             else:
                 step += 1
             if positions:
@@ -516,6 +494,31 @@ class Instance:
         if mml > 0 and mml - 1 < target:
             target = mml - 1
         self._schedule(req, first_step + target - req.progress - 1, _DONE)
+
+    def _block_event(self, req, epoch: int, what: int, step: int) -> None:
+        """A cruiser's block event due at ``step``: its last block fills (and registers) or it
+        takes a new decode block; the next event is scheduled."""
+        own = req.blocks
+        kv = self.kv
+        bs = kv.block_size
+        if what == _FILL:
+            last = own[-1]
+            kv.fill[last] = bs
+            kv._register_full(req, last, len(own) - 1)
+            req.tail_step = step
+            req.tail_fill = bs
+            at, what = step + 1, _NEW_BLOCK
+        else:
+            kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
+            req.tail_step = step
+            req.tail_fill = 1
+            at = step + bs - 1 if bs > 1 else step + 1
+            what = _FILL if bs > 1 else _NEW_BLOCK
+        later = self.due.get(at)
+        if later is None:
+            self.due[at] = [(req, epoch, what)]
+        else:
+            later.append((req, epoch, what))
 
     def _schedule(self, req, step: int, what: int) -> None:
         bucket = self.due.get(step)
@@ -587,8 +590,6 @@ class Instance:
     def _form_batch_cruising(self, now, step, explicit, due, prefill, decode):
         """Batch formation while some requests cruise (see the note above ``step``)."""
         kv = self.kv
-        fill = kv.fill
-        bs = kv.block_size
         done = []
         # Explicit requests and live block events, in batch order; an explicit request is
         # wrapped like a due entry so both sort by the same key.
@@ -607,29 +608,11 @@ class Instance:
             if events and len(work) > 1:
                 work.sort(key=_event_order)
         budget = self.batch_config.max_scheduled_tokens - self.cruisers
-        due_at = self.due
         prefill_tokens = 0
+        block_event = self._block_event
         for req, epoch, what in work:
             if what != _EXPLICIT:
-                own = req.blocks
-                if what == _FILL:
-                    last = own[-1]
-                    fill[last] = bs
-                    kv._register_full(req, last, len(own) - 1)
-                    req.tail_step = step
-                    req.tail_fill = bs
-                    at, what = step + 1, _NEW_BLOCK
-                else:
-                    kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
-                    req.tail_step = step
-                    req.tail_fill = 1
-                    at = step + bs - 1 if bs > 1 else step + 1
-                    what = _FILL if bs > 1 else _NEW_BLOCK
-                later = due_at.get(at)
-                if later is None:
-                    due_at[at] = [(req, epoch, what)]
-                else:
-                    later.append((req, epoch, what))
+                block_event(req, epoch, what, step)
                 continue
             progress = req.progress
             n = req.num_input - progress
