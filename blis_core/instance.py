@@ -351,8 +351,7 @@ class Instance:
 
         if remaining:
             self.running = remaining
-            if (left_at < self.until and self.cruisers == len(remaining) and not self.wait
-                    and not self.tiered):
+            if left_at < self.until and self.cruisers == len(remaining) and not self.wait:
                 left_at = self._cruise_ahead(left_at)
             self._push(left_at, 2, STEP, None)
             self.step_pending = True
@@ -387,6 +386,9 @@ class Instance:
         due = self.due
         kv = self.kv
         block_event = self._block_event
+        # A run-ahead step allocates nothing but decode blocks, so it never reloads from the
+        # CPU tier; the tier only sees the step's mirror, as in ``step``.
+        mirror = kv.mirror if self.tiered else None
         latency = self.latency
         running = self.running
         positions = latency.needs_positions
@@ -446,6 +448,8 @@ class Instance:
                     adv = 1
                 token_latency = adv + otpt
             append_latency(token_latency)
+            if mirror is not None:
+                mirror(running)
             last_now = now
             now += adv
         if step >= first:

@@ -36,7 +36,9 @@ def _queued():
 
 def _outputs(result):
     return (go_json(result.summary.output(with_requests=True)),
-            [(inst.id, inst.step_count, inst.clock, inst.kv.free_count, inst.kv.cache_hit_rate())
+            [(inst.id, inst.step_count, inst.clock, inst.kv.free_count, inst.kv.cache_hit_rate(),
+              # the CPU tier's stores and evictions: run-ahead steps mirror too
+              getattr(inst.kv, "mirror_count", None), getattr(inst.kv, "cpu_evictions", None))
              for inst in result.instances])
 
 
