@@ -394,7 +394,10 @@ class Instance:
         positions = latency.needs_positions
         otpt = latency.output_token_processing_time()
         adv = 0
-        if not positions:
+        if positions:
+            # Nobody joins or leaves while running ahead: a cruiser's position is base + step.
+            bases = [req.cruise_progress - req.cruise_step for req in running]
+        else:
             adv = latency.step_time(0, cruisers, None, None)
             if adv < 1:
                 adv = 1
@@ -442,8 +445,7 @@ class Instance:
             else:
                 step += 1
             if positions:
-                adv = latency.step_time(0, cruisers, [], [
-                    req.cruise_progress + (step - req.cruise_step) for req in running])
+                adv = latency.step_time(0, cruisers, [], [base + step for base in bases])
                 if adv < 1:
                     adv = 1
                 token_latency = adv + otpt
