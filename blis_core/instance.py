@@ -49,6 +49,17 @@ def _event_order(entry) -> int:
     return entry[0].batch_seq
 
 
+def _cover_steps(req, first: int, end: int) -> None:
+    """The request's ITL entries now also cover steps [first, end) (see Instance.itl_counts)."""
+    steps = req.itl_steps
+    if steps is None:
+        req.itl_steps = [first, end]
+    elif steps[-1] == first:
+        steps[-1] = end
+    else:
+        steps += (first, end)
+
+
 class InstanceCounters:
     """The per-instance counters upstream's Metrics struct accumulates."""
 
@@ -103,6 +114,7 @@ class Instance:
         # value by value at each completion.
         self.itl_starts = array("q")
         self.itl_ends = array("q")
+        self._itl_counts = None           # (state it was counted at, the counts)
         self.admissions = 0
         self.cruise = cruise              # False: every request steps explicitly (reference)
         self.cruisers = 0                 # running requests decoding implicitly
@@ -304,13 +316,7 @@ class Instance:
                     req.itl.append(token_latency)
                 else:
                     req.itl = [token_latency]
-                steps = req.itl_steps
-                if steps is None:
-                    req.itl_steps = [step, step + 1]
-                elif steps[-1] == step:
-                    steps[-1] = step + 1
-                else:
-                    steps += (step, step + 1)
+                _cover_steps(req, step, step + 1)
             req.num_new_tokens = 0
             if progress == n_in and not req.ttft_set:
                 req.ttft_set = True
@@ -544,13 +550,7 @@ class Instance:
                 req.itl.extend(self.step_latency[first:next_step])
             else:
                 req.itl = self.step_latency[first:next_step].tolist()
-            steps = req.itl_steps
-            if steps is None:
-                req.itl_steps = [first, next_step]
-            elif steps[-1] == first:
-                steps[-1] = next_step
-            else:
-                steps += (first, next_step)
+            _cover_steps(req, first, next_step)
         own = req.blocks
         if own and req.tail_step < next_step - 1:
             self.kv.fill[own[-1]] = req.tail_fill + (next_step - 1 - req.tail_step)
@@ -880,10 +880,16 @@ class Instance:
         latencies weighted by how many completed requests' ranges cover each step. Steps are
         taken in chunks so the weights never need an array as long as the whole run.
         """
+        # The per-instance and the cluster summaries both read it: count once per state.
+        state = (len(self.itl_starts), len(self.step_latency))
+        cached = self._itl_counts
+        if cached is not None and cached[0] == state:
+            return Counter(cached[1])
         counts: Counter = Counter()
+        self._itl_counts = (state, counts)
         starts = np.sort(np.frombuffer(self.itl_starts, dtype=np.int64))
         if not len(starts):
-            return counts
+            return Counter(counts)
         ends = np.sort(np.frombuffer(self.itl_ends, dtype=np.int64))
         latency = np.frombuffer(self.step_latency, dtype=np.int64)
         n = len(latency)
@@ -901,7 +907,7 @@ class Instance:
             tally = np.bincount(where, weights=weight[used])
             for v, c in zip(values.tolist(), tally.tolist()):
                 counts[v] += int(c)
-        return counts
+        return Counter(counts)
 
     def finalize(self) -> None:
         if self.cruisers:
