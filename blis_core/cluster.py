@@ -30,26 +30,6 @@ class _CachedSnapshot:
         self.t_preemptions = self.t_queue = self.t_batch = self.t_kv = 0
 
 
-class _JournaledKeys(dict):
-    """An instance's prefix-cache key map that also records every key set or removed since the
-    previous freeze, so a frozen copy can be brought up to date by replaying only the changes
-    (copying a map of thousands of keys every cache-signal-delay dominated weighted runs)."""
-
-    __slots__ = ("touched",)
-
-    def __setitem__(self, key, value) -> None:
-        dict.__setitem__(self, key, value)
-        self.touched.append(key)
-
-    def __delitem__(self, key) -> None:
-        dict.__delitem__(self, key)
-        self.touched.append(key)
-
-    def pop(self, key, *default):
-        self.touched.append(key)
-        return dict.pop(self, key, *default)
-
-
 class PrefixCacheView:
     """Routers' read-only view of each instance's GPU prefix cache (upstream ``cacheQueryFn``).
 
@@ -58,62 +38,66 @@ class PrefixCacheView:
     a frozen copy of each instance's key set, taken at construction (empty) and again whenever a
     router state is built at least ``delay`` ticks after the previous copy; with 0 it reads the
     live map ("oracle" mode).
+
+    The frozen copy is never built. Each block store records, for every key it sets or removes
+    after the copy was taken, whether the copy holds it (``KVCache.stale_keys``, the first change
+    only); the copy holds a key as recorded there, or else exactly when the live map does. Taking
+    a new copy clears the record. Copying, or replaying a journal of, thousands of keys every
+    delay dominated weighted runs.
     """
 
     def __init__(self, instances, delay: int) -> None:
-        self.block_size = {inst.id: inst.kv.block_size for inst in instances}
+        self.block_size = {}
         self.delay = delay
         self.last_refresh = 0
-        if delay > 0:
-            self.live = []
-            self.maps = {}
-            for inst in instances:
-                kv = inst.kv
-                live = kv.key_to_block = _JournaledKeys(kv.key_to_block)
-                live.touched = []
-                self.live.append(live)
-                self.maps[inst.id] = set(live)
-            self.frozen = list(self.maps.values())
-        else:
-            self.maps = {inst.id: inst.kv.key_to_block for inst in instances}
+        self.maps = {}
+        self.stale = {}
+        for inst in instances:
+            self.add(inst)
 
     def add(self, inst) -> None:
-        """An instance built during the run (an autoscaler's) joins the view, its copy empty."""
+        """An instance (also one an autoscaler builds during the run) joins the view, its copy
+        empty."""
         kv = inst.kv
         self.block_size[inst.id] = kv.block_size
+        self.maps[inst.id] = kv.key_to_block
         if self.delay > 0:
-            live = kv.key_to_block = _JournaledKeys(kv.key_to_block)
-            live.touched = []
-            self.live.append(live)
-            self.maps[inst.id] = frozen = set(live)
-            self.frozen.append(frozen)
-        else:
-            self.maps[inst.id] = kv.key_to_block
+            kv.stale_keys = self.stale[inst.id] = dict.fromkeys(kv.key_to_block, False)
 
     def refresh(self, clock: int) -> None:
         """Re-freeze every instance's key set if ``delay`` has passed since the last time."""
         if self.delay <= 0 or clock - self.last_refresh < self.delay:
             return
-        for live, frozen in zip(self.live, self.frozen):
-            touched = live.touched
-            if touched:
-                for key in touched:
-                    if key in live:
-                        frozen.add(key)
-                    else:
-                        frozen.discard(key)
-                touched.clear()
+        for stale in self.stale.values():
+            stale.clear()
         self.last_refresh = clock
 
+    def frozen_keys(self, instance_id: str) -> set:
+        """The keys routers see for the instance: the frozen copy, materialized (for audits)."""
+        live = self.maps[instance_id]
+        stale = self.stale.get(instance_id)
+        if stale is None:
+            return set(live)
+        return ({k for k in live if k not in stale}
+                | {k for k, held in stale.items() if held})
+
     def query(self, instance_id: str, request) -> int:
-        keys = self.maps.get(instance_id)
-        if keys is None:
+        live = self.maps.get(instance_id)
+        if live is None:
             return 0
+        stale = self.stale.get(instance_id)
         n = 0
-        for key in prompt_hash_chain(request, self.block_size[instance_id]):
-            if key not in keys:
-                break
-            n += 1
+        if stale:
+            for key in prompt_hash_chain(request, self.block_size[instance_id]):
+                held = stale.get(key)
+                if not (key in live if held is None else held):
+                    break
+                n += 1
+        else:
+            for key in prompt_hash_chain(request, self.block_size[instance_id]):
+                if key not in live:
+                    break
+                n += 1
         return n
 
 

@@ -96,6 +96,10 @@ class KVCache:
         self.recycled: OrderedDict = OrderedDict()   # the free list after them (values unused)
         self.free_count = total_blocks
         self.key_to_block: dict = {}
+        # While routers read a stale copy of the key map (``PrefixCacheView`` with a delay):
+        # for each key changed since that copy was taken, whether the copy holds it. Set and
+        # cleared by the view; None otherwise.
+        self.stale_keys: dict | None = None
         self.cache_hits = 0
         self.cache_misses = 0
         self.pending_transfer_latency = 0
@@ -120,6 +124,9 @@ class KVCache:
         b = self.recycled.popitem(False)[0]
         old = self.key[b]
         if old is not None:
+            stale = self.stale_keys
+            if stale is not None and old not in stale:
+                stale[old] = old in self.key_to_block
             self.key_to_block.pop(old, None)
             self.key[b] = None
         return b
@@ -181,6 +188,9 @@ class KVCache:
             parent = ROOT_KEY
         k = hash((parent, block_tokens(req, self.origin[b], self.block_size)))
         self.key[b] = k
+        stale = self.stale_keys
+        if stale is not None and k not in stale:
+            stale[k] = k in self.key_to_block
         self.key_to_block[k] = b
 
     def allocate(self, req, start: int, end: int, cached=None) -> bool:
@@ -269,6 +279,9 @@ class KVCache:
                         else:
                             key = hash((parent, block_tokens(req, origin, bs)))
                         self.key[b] = key
+                        stale = self.stale_keys
+                        if stale is not None and key not in stale:
+                            stale[key] = key in self.key_to_block
                         self.key_to_block[key] = b
                         parent = key
                     own.append(b)
@@ -287,6 +300,9 @@ class KVCache:
             b = self.recycled.popitem(False)[0]
             old = self.key[b]
             if old is not None:
+                stale = self.stale_keys
+                if stale is not None and old not in stale:
+                    stale[old] = old in self.key_to_block
                 self.key_to_block.pop(old, None)
                 self.key[b] = None
         self.fill[b] = 1
@@ -375,6 +391,9 @@ class TieredKVCache(KVCache):
             self.key[b] = k
             self.fill[b] = self.block_size
             self.refcount[b] = 0
+            stale = self.stale_keys
+            if stale is not None and k not in stale:
+                stale[k] = False   # it was not in the map (checked above)
             self.key_to_block[k] = b
             self.recycled[b] = None
             self.free_count += 1

@@ -299,7 +299,8 @@ def test_frozen_prefix_maps_equal_a_copy_at_each_refresh(seed, n, shared_len, de
     cluster = build_cluster(config)
     view = cluster.cache_view
     assert isinstance(view, PrefixCacheView)
-    refresh = view.refresh
+    refresh, query = view.refresh, view.query
+    copies = {inst.id: set() for inst in cluster.instances}   # the start: empty copies
     checks = []
 
     def checked_refresh(clock):
@@ -307,17 +308,26 @@ def test_frozen_prefix_maps_equal_a_copy_at_each_refresh(seed, n, shared_len, de
         refresh(clock)
         if view.last_refresh != before:
             for inst in cluster.instances:
-                assert view.maps[inst.id] == set(inst.kv.key_to_block)
+                copies[inst.id] = set(inst.kv.key_to_block)
             checks.append(clock)
         else:
             assert clock - before < delay
 
+    def checked_query(instance_id, request):
+        # Between refreshes the live maps move on; routers must still see the last copy.
+        assert view.frozen_keys(instance_id) == copies[instance_id]
+        return query(instance_id, request)
+
     view.refresh = checked_refresh
+    view.query = checked_query
+    cluster.cache_query = checked_query
     cluster.run(_workload(seed, n, shared_len))
+    for inst in cluster.instances:
+        assert view.frozen_keys(inst.id) == copies[inst.id]
     if delay == 1:
         assert checks  # every arrival is at a tick >= 1
     if delay == 10**9:
-        assert all(not m for m in view.maps.values())  # never refreshed: the empty start
+        assert all(not view.frozen_keys(inst.id) for inst in cluster.instances)
 
 
 def test_periodic_snapshots_start_at_zero_and_refresh_lazily():
