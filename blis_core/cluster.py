@@ -7,6 +7,8 @@ Cluster and instance events share one heap; see ``blis_core.events`` for the ord
 from __future__ import annotations
 
 from heapq import heappop, heappush
+from itertools import islice
+from operator import le
 
 from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION,
                               MAX_TICK, ROUTING, SCALING_TICK)
@@ -374,11 +376,29 @@ class Cluster:
         elastic = self.elastic
         if elastic is not None:
             elastic.start()    # the first scaling tick is queued before the arrivals
-        count = 0
-        for count, req in enumerate(requests, 1):
-            self._push(req.arrival_time, CLUSTER_ARRIVAL, req)
-        self.arrivals_pushed += count
         heap = self.heap
+        pending_times = self.pending_times
+        # Arrivals in time order enter the heap one at a time, each as the one before it
+        # leaves, with the sequence numbers they would have had had all been pushed now. The
+        # pop order is the same, and every heap operation of the run works on the events in
+        # flight rather than on the whole workload. Out of order, they are pushed at once.
+        arrivals = requests if isinstance(requests, list) else list(requests)
+        count = len(arrivals)
+        first_seq = self.seq
+        times = [req.arrival_time for req in arrivals]
+        if all(map(le, times, islice(times, 1, None))):
+            last_seq = first_seq + count
+            self.seq = last_seq
+            if count:
+                heappush(heap, (times[0], CLUSTER_LANE, CLUSTER_ARRIVAL, first_seq,
+                                CLUSTER_ARRIVAL, arrivals[0]))
+                heappush(pending_times, times[0])
+        else:
+            last_seq = first_seq    # none held back
+            for req in arrivals:
+                self._push(req.arrival_time, CLUSTER_ARRIVAL, req)
+        del times
+        self.arrivals_pushed += count
         horizon = self.horizon
         instances = self.instances
         pd = self.pd
@@ -393,14 +413,13 @@ class Cluster:
         # instance may also run ahead of the other instances' events, up to the next cluster
         # event.
         ahead = self.fast_forward and gateway is None and pd is None
-        pending_times = self.pending_times
         if ahead:
             independent = self.sessions is None and elastic is None
             for inst in instances:
                 inst.until = mark
                 inst.cluster_times = pending_times if independent else None
         while heap:
-            time, lane, _prio, _seq, kind, req = heappop(heap)
+            time, lane, _prio, seq, kind, req = heappop(heap)
             if time >= mark:
                 if time > horizon:
                     break
@@ -432,6 +451,11 @@ class Cluster:
             heappop(pending_times)
             if kind == CLUSTER_ARRIVAL:
                 self.arrivals += 1
+                if first_seq <= seq < last_seq - 1:   # a held-back arrival follows
+                    after = arrivals[seq - first_seq + 1]
+                    heappush(heap, (after.arrival_time, CLUSTER_LANE, CLUSTER_ARRIVAL, seq + 1,
+                                    CLUSTER_ARRIVAL, after))
+                    heappush(pending_times, after.arrival_time)
                 self._push(time + self.admission_latency, ADMISSION, req)
             elif kind == ADMISSION:
                 if self.admission_reads_state:

@@ -356,3 +356,23 @@ def test_cache_query_only_for_policies_that_ask():
     assert cluster.router_state(None).cache_query is not None
     plain = attrs.evolve(_config(""), policies=PolicyConfig(routing="round-robin"))
     assert build_cluster(plain).router_state(None).cache_query is None
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31), st.integers(2, 40), st.randoms(use_true_random=False))
+def test_arrivals_out_of_order_run_as_in_order(seed, n, rnd):
+    # Sorted arrivals enter the event heap one by one, others all at once (Cluster.run); with
+    # distinct arrival times both must pop in the same order.
+    requests = _workload(seed, n, 20)
+    shuffled = list(requests)
+    rnd.shuffle(shuffled)
+    config = _config(ALL_SCORERS, instances=3)
+
+    def outcome(reqs):
+        fresh = [Request(r.id, r.arrival_time, r.input_tokens, r.output_tokens, r.max_output_len)
+                 for r in reqs]
+        simulate(config, fresh)
+        return sorted((r.id, r.assigned_instance, r.first_token_time, r.completion_time,
+                       tuple(r.itl)) for r in fresh)
+
+    assert outcome(shuffled) == outcome(requests)
