@@ -14,8 +14,9 @@ blis stdout is compared with the same run's upstream stdout and with the corpus
 
 A baseline, ``python -c "import blis_core.cli"`` timed the same way, shows how much of each
 figure is interpreter start-up and imports. The children use cached bytecode, as an installed
-blis does (a cache folder of the run, warmed by one untimed import), even where the caller's
-environment sets PYTHONDONTWRITEBYTECODE. The load average is printed before and after.
+blis does (a cache folder of the run, warmed by one untimed import of every module a run
+loads, plugins included), even where the caller's environment sets PYTHONDONTWRITEBYTECODE.
+The load average is printed before and after.
 
 Run from the project root: ``python benchmarks/engine.py [--cases NAME ...] [--repeat N]
 [--no-upstream]``. The reference directory is ``BLIS_SHARED_DIR`` or the ``shared`` folder
@@ -172,7 +173,9 @@ def main() -> None:
             raise SystemExit(f"unknown case {name!r}: no {corpus / name / 'cmd.txt'}")
     bytecode = tempfile.TemporaryDirectory(prefix="blis-bench-pyc-")
     env = child_env(bytecode.name)
-    warm = run_child([sys.executable, "-c", "import blis_core.cli"], upstream, env)
+    # Every module a run imports, plugins included, so no timed run compiles any.
+    warm = run_child([sys.executable, "-c", "import blis_core.cli, blis_core.simulation; "
+                      "from blis_core.plugins import get_registry; get_registry()"], upstream, env)
     if warm.returncode:
         raise SystemExit(f"import failed: {warm.stderr.strip()}")
 
