@@ -140,6 +140,7 @@ class RooflineLatency(_AlphaOverheads):
 
         self._decode_comp: list[float] = []  # flops(pi, 1) / tpf / (peak * mfuDecode), by pi
         self._decode_dyn: list[float] = []  # (mem(pi, 1).total - mem(pi, 1).weights) / tpf, by pi
+        self._decode_pairs = np.empty((0, 2))  # both tables, row pi = (comp, dyn) (decode_step_seconds)
         self._weights_by_tokens: dict[int, float] = {}  # weight_bytes(n), by n
         self._grow_decode_tables(4096)
 
@@ -213,6 +214,7 @@ class RooflineLatency(_AlphaOverheads):
 
         self._decode_comp.extend(comp.tolist())
         self._decode_dyn.extend(dyn.tolist())
+        self._decode_pairs = np.concatenate((self._decode_pairs, np.column_stack((comp, dyn))))
 
     def decode_terms(self, pi: int) -> tuple[float, float]:
         """The memoized (compute seconds, dynamic bytes / tp) of one decode at position ``pi``."""
@@ -257,6 +259,42 @@ class RooflineLatency(_AlphaOverheads):
         mem_time = (weights + dyn) / self._bw
         ticks = clamp64((comp if comp > mem_time else mem_time) * 1e6)
         return ticks if ticks > 1 else 1
+
+    def decode_step_times(self, bases: np.ndarray, first: int, count: int) -> list[int]:
+        """The times of ``count`` successive decode-only steps of the same requests: step
+        ``first + i`` decodes them at positions ``bases + first + i``, in batch order. Each
+        equals ``step_time(0, len(bases), [], positions)``, which a few steps are computed with
+        (arrays pay off from about ten)."""
+        n = len(bases)
+        if count <= 8 or n == 0:
+            base_list = bases.tolist()
+            return [self.step_time(0, n, [], [base + step for base in base_list])
+                    for step in range(first, first + count)]
+        seconds = self.decode_step_seconds(bases, first, count)
+        if not (seconds < 9223372036854775808.0).all():   # NaN or past int64: clamp64 saturates
+            return [max(clamp64(x), 1) for x in seconds.tolist()]
+        return np.maximum(seconds.astype(np.int64), 1).tolist()   # truncates, as clamp64
+
+    def decode_step_seconds(self, bases: np.ndarray, first: int, count: int) -> np.ndarray:
+        """``decode_step_times`` before the conversion to ticks (µs as float64; len(bases) > 0).
+
+        A request's positions over the steps are consecutive, so its terms are a slice of the
+        tables. The requests' slices are added one after another, in batch order, as
+        ``step_time``'s loop adds its terms (``sum`` over them would add pairwise and round
+        differently). Every later operation is the scalar one, elementwise.
+        """
+        top = int(bases.max()) + first + count
+        if top > len(self._decode_comp):
+            self._grow_decode_tables(max(top, 2 * len(self._decode_comp)))
+        pairs = self._decode_pairs
+        starts = (bases + first).tolist()
+        start = starts[0]
+        sums = pairs[start:start + count].copy()
+        for start in starts[1:]:
+            sums += pairs[start:start + count]
+        comp, dyn = sums.T
+        mem_time = (self._cached_weight_bytes(len(starts)) / self._tpf + dyn) / self._bw
+        return np.where(comp > mem_time, comp, mem_time) * 1e6
 
 
 class TrainedPhysicsLatency:
@@ -405,6 +443,12 @@ class TrainedPhysicsLatency:
              + b[5] * float(batch) + b[6] + b[7] * self._moe_scaling * self._moe_layers)
         ticks = clamp64(t)
         return ticks if ticks > 1 else 1
+
+    def decode_step_times(self, bases: np.ndarray, first: int, count: int) -> list[int]:
+        """The times of ``count`` successive decode-only steps (see RooflineLatency's)."""
+        n = len(bases)
+        return [self.step_time(0, n, [], (bases + step).tolist())
+                for step in range(first, first + count)]
 
 
 # Models whose step time is a function of its arguments alone: a run of identical decode-only

@@ -6,6 +6,7 @@ import math
 import random
 
 import attrs
+import numpy as np
 
 import pytest
 
@@ -122,6 +123,42 @@ def test_decode_tables_grow_on_demand():
         weights, total = model.memory(pi, 1, True)
         assert model.decode_terms(pi) == (model.flops(pi, 1) / 1.0 / peak_decode, (total - weights) / 1.0)
     assert model.step_time(0, 2, [], [200000, 3]) == _reference_step_time(mc, H100, 1, [], [200000, 3])
+
+
+# A GPU a thousand times slower at compute: decode steps are then compute-bound, and the
+# compute terms, unlike the (integral) byte counts, round differently when added pairwise.
+COMPUTE_BOUND = attrs.evolve(H100, tflops_peak=H100.tflops_peak / 1000, tflops_fp8=0.0)
+
+
+@pytest.mark.parametrize("gpu", [H100, COMPUTE_BOUND], ids=["H100", "compute-bound"])
+@pytest.mark.parametrize("model_id", [LLAMA_8B, SCOUT_FP8, "meta-llama/llama-2-7b-hf"])
+def test_decode_step_times_equal_step_time_per_step(model_id, gpu):
+    # Run-ahead (Instance._cruise_ahead) takes blocks of decode-only steps from this; every one
+    # must be the step time the step would have had, to the tick.
+    rng = random.Random(model_id)
+    mc = Catalog.shipped().model_config(model_id)
+    roofline = RooflineLatency(mc, gpu, 1, [0, 0, 0])
+    trained = TrainedPhysicsLatency(mc, gpu, 1, [0, 0, 0], [1.1, 0.9, 1.3, 0.7, 2.0, 5.0, 40.0,
+                                                             0.5, 1.2, 0.8])
+    for _ in range(40):
+        n = rng.choice([1, 2, 7, 64, 300])
+        bases = np.array([rng.randrange(0, 6000) for _ in range(n)])
+        first, count = rng.randrange(0, 3000), rng.choice([1, 8, 32, 256])
+        for model in (roofline, trained):
+            expected = [model.step_time(0, n, [], (bases + step).tolist())
+                        for step in range(first, first + count)]
+            assert model.decode_step_times(bases, first, count) == expected
+        # Before truncation, too: the terms are added left to right, not pairwise.
+        seconds = []
+        for step in range(first, first + count):
+            comp = dyn = 0.0
+            for pi in (bases + step).tolist():
+                c, d = roofline.decode_terms(pi)
+                comp += c
+                dyn += d
+            mem = (roofline.weight_bytes(n) / 1.0 + dyn) / (gpu.bw_peak_tbs * 1e12)
+            seconds.append(max(comp, mem) * 1e6)
+        assert roofline.decode_step_seconds(bases, first, count).tolist() == seconds
 
 
 def _reference_flops(mc: ModelConfig, seq: int, n: int) -> float:

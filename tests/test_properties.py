@@ -12,15 +12,26 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from blis_core.catalog import Catalog
 from blis_core.config import KVConfig, SimulationConfig
 from blis_core.instance import BatchConfig
-from blis_core.latency import BlackboxLatency
+from blis_core.latency import BlackboxLatency, RooflineLatency, TrainedPhysicsLatency
 from blis_core.metrics import go_json
 from blis_core.request import Request
 from blis_core.simulation import simulate
 
 ALPHA = [232.46191091038054, 1.752360364195244, 3357.4400353290152]
 BETA = [5752.705191348184, 17.25086436834028, 5.999143920128404]
+_CATALOG = Catalog.shipped()
+_LLAMA2 = _CATALOG.model_config("meta-llama/llama-2-7b-hf")
+# Models whose step time reads every request's position: run-ahead computes theirs in blocks
+# of steps (decode_step_times), which must equal the step-by-step times.
+LATENCY_MODELS = [
+    BlackboxLatency(ALPHA, BETA),
+    RooflineLatency(_LLAMA2, _CATALOG.gpu("H100"), 1, [100.0, 2.0, 300.0]),
+    TrainedPhysicsLatency(_LLAMA2, _CATALOG.gpu("H100"), 1, [100.0, 2.0, 300.0],
+                          [1.1, 0.9, 1.3, 0.7, 2.0, 5.0, 40.0, 0.5, 1.2, 0.8]),
+]
 
 
 @st.composite
@@ -40,13 +51,22 @@ def scenarios(draw):
         requests.append(Request(f"request_{i}", int(arrivals[i]), prompt, output,
                                 max_output_len=len(output)))
     cpu_blocks = draw(st.sampled_from([0, 0, 4, 64]))
+    latency = draw(st.sampled_from(LATENCY_MODELS[:1] * 2 + LATENCY_MODELS))
+    block_size = draw(st.sampled_from([1, 4, 16]))
+    total_blocks = draw(st.integers(1, 40))
+    if latency is not LATENCY_MODELS[0]:
+        # A request the cache cannot hold may be preempted over and over without a token
+        # computed; such a step takes one tick in these models (blackbox: beta0), so the run
+        # takes ~50M steps to reach its horizon. Here the cache holds the longest request
+        # (40 + 120 + 60 tokens).
+        total_blocks = max(total_blocks, 220 // block_size + 1)
     config = SimulationConfig(
-        latency=BlackboxLatency(ALPHA, BETA),
+        latency=latency,
         batch=BatchConfig(max_running=draw(st.integers(1, 8)),
                           max_scheduled_tokens=draw(st.integers(1, 256)),
                           long_prefill_threshold=draw(st.sampled_from([0, 0, 16, 50])),
                           max_model_len=draw(st.sampled_from([0, 0, 64, 200]))),
-        kv=KVConfig(total_blocks=draw(st.integers(1, 40)), block_size=draw(st.sampled_from([1, 4, 16])),
+        kv=KVConfig(total_blocks=total_blocks, block_size=block_size,
                     cpu_blocks=cpu_blocks, transfer_bandwidth=2.0, transfer_base_latency=3),
         num_instances=draw(st.integers(1, 4)),
         # Always finite: as upstream, a request longer than the whole cache cycles through
