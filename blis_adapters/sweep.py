@@ -22,7 +22,6 @@ Rows hold no wall-clock figure: the same grid gives the same files whichever exe
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -30,7 +29,6 @@ import logging
 import math
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -58,7 +56,7 @@ class SweepPoint:
 
     @property
     def config_hash(self) -> str:
-        return hashlib.sha256(self.config.to_json().encode()).hexdigest()[:16]
+        return _digest(self.config.to_json(), 16)
 
 
 @attrs.frozen
@@ -195,12 +193,24 @@ def run_point(config_json: str) -> dict:
     return row
 
 
+def _digest(text: str, length: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 # -- executors ------------------------------------------------------------------------------
 class _ProcessPool:
     def __init__(self, jobs: int) -> None:
+        # Imported here, as hashlib in _digest: every blis run loads this plugin module, and
+        # the two take about 7 ms of its start-up.
+        from concurrent.futures import ProcessPoolExecutor
+
         self.pool = ProcessPoolExecutor(max_workers=jobs)
 
     def run(self, work: list[tuple[int, str]]) -> Iterable[tuple[int, dict]]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         futures = {self.pool.submit(run_point, text): index for index, text in work}
         pending = set(futures)
         while pending:
@@ -229,7 +239,7 @@ class _Dask:
         from distributed import as_completed
 
         futures = {self.client.submit(run_point, text, key=f"blis-point-{index}-"
-                                      f"{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+                                      f"{_digest(text, 12)}",
                                       pure=False): index for index, text in work}
         for future in as_completed(list(futures)):
             yield futures[future], future.result()
