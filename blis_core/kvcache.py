@@ -121,6 +121,10 @@ class KVCache:
         if b < self.total_blocks:
             self.fresh = b + 1
             return b
+        return self._reuse_recycled()
+
+    def _reuse_recycled(self) -> int:
+        """Take the head of the used part of the free list, forgetting its old key."""
         b = self.recycled.popitem(False)[0]
         old = self.key[b]
         if old is not None:
@@ -291,20 +295,13 @@ class KVCache:
     def append_decode_block(self, req, position: int) -> None:
         """A decoding request's token at ``position`` starts a new block (the caller knows a
         free block exists and the request's last block, if any, is full)."""
-        # _pop_free, inline: this is the most frequent block operation of a run.
+        # _pop_free's fresh-block path inline: this is the most frequent block operation.
         self.free_count -= 1
         b = self.fresh
         if b < self.total_blocks:
             self.fresh = b + 1
         else:
-            b = self.recycled.popitem(False)[0]
-            old = self.key[b]
-            if old is not None:
-                stale = self.stale_keys
-                if stale is not None and old not in stale:
-                    stale[old] = old in self.key_to_block
-                self.key_to_block.pop(old, None)
-                self.key[b] = None
+            b = self._reuse_recycled()
         self.fill[b] = 1
         self.origin[b] = position
         self.refcount[b] = 1
