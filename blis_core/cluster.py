@@ -12,7 +12,7 @@ from operator import le
 
 from blis_core.events import (ADMISSION, CLUSTER_ARRIVAL, CLUSTER_LANE, DISAGGREGATION,
                               MAX_TICK, ROUTING, SCALING_TICK)
-from blis_core.kvcache import prompt_hash_chain
+from blis_core.kvcache import decode_keys_matter, prompt_hash_chain
 from blis_core.protocols import RouterState, Snapshot
 from blis_core.slo import is_sheddable
 
@@ -370,6 +370,23 @@ class Cluster:
             ))
         return RouterState(snapshots, clock, self.cache_query)
 
+    def _drop_unreachable_decode_keys(self, arrivals) -> None:
+        """Turn off decode blocks' prefix-cache keys where no lookup of this run can reach one
+        (``KVCache.decode_keys``). Sessions build prompts from earlier outputs and P/D hands
+        requests between pools, so both keep them; so does the CPU tier, which stores them, and
+        the reference engine (an instance that does not cruise)."""
+        if self.sessions is not None or self.pd is not None:
+            return
+        verdicts = {}
+        for inst in self.instances:
+            kv = inst.kv
+            if inst.tiered or not inst.cruise:
+                continue
+            size = kv.block_size
+            if size not in verdicts:
+                verdicts[size] = decode_keys_matter(arrivals, size)
+            kv.decode_keys = verdicts[size]
+
     def run(self, requests, series=None, progress=None) -> None:
         """``series`` (a TimeSeries) samples the instances and ``progress`` (a Progress)
         reports on stderr; both only read state, at clock crossings (blis_core.timeseries)."""
@@ -399,6 +416,7 @@ class Cluster:
                 self._push(req.arrival_time, CLUSTER_ARRIVAL, req)
         del times
         self.arrivals_pushed += count
+        self._drop_unreachable_decode_keys(arrivals)
         horizon = self.horizon
         instances = self.instances
         pd = self.pd

@@ -503,7 +503,12 @@ class Instance:
             req.tail_step = first_step - 1
             req.tail_fill = filled
             if filled < bs:
-                self._schedule(req, first_step + bs - filled - 1, _FILL)
+                if self.kv.decode_keys:
+                    self._schedule(req, first_step + bs - filled - 1, _FILL)
+                else:
+                    # The block gets no key when it fills (KVCache.decode_keys): its next event
+                    # is the new block after it.
+                    self._schedule(req, first_step + bs - filled, _NEW_BLOCK)
             else:
                 self._schedule(req, first_step, _NEW_BLOCK)
         else:
@@ -533,8 +538,10 @@ class Instance:
             kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
             req.tail_step = step
             req.tail_fill = 1
-            at = step + bs - 1 if bs > 1 else step + 1
-            what = _FILL if bs > 1 else _NEW_BLOCK
+            if bs > 1 and kv.decode_keys:
+                at, what = step + bs - 1, _FILL
+            else:
+                at, what = step + bs, _NEW_BLOCK
         later = self.due.get(at)
         if later is None:
             self.due[at] = [(req, epoch, what)]

@@ -60,15 +60,55 @@ def prompt_hash_chain(req, block_size: int) -> list:
     """Keys of the request's full prompt blocks, each chained on its predecessor (cached)."""
     chain = req.hash_chain
     if chain is None:
-        prefix, rest = req.prompt_parts()
-        if prefix is not None:
-            head, leftover = _prefix_keys(prefix, block_size)
-            chain = head + _chain(head[-1] if head else ROOT_KEY,
-                                  leftover + rest.tolist(), block_size)
-        else:
-            chain = _chain(ROOT_KEY, req.input_tokens.tolist(), block_size)
-        req.hash_chain = chain
+        chain = req.hash_chain = _prompt_chain(req, block_size)
     return chain
+
+
+def _prompt_chain(req, block_size: int) -> list:
+    prefix, rest = req.prompt_parts()
+    if prefix is not None:
+        head, leftover = _prefix_keys(prefix, block_size)
+        return head + _chain(head[-1] if head else ROOT_KEY, leftover + rest.tolist(),
+                             block_size)
+    return _chain(ROOT_KEY, req.input_tokens.tolist(), block_size)
+
+
+def decode_keys_matter(requests, block_size: int) -> bool:
+    """Whether a prompt of ``requests`` could ever look up the key of a block that holds another
+    request's output tokens (see ``KVCache.decode_keys``).
+
+    Keys chain, so a prompt's key equals another request's block key only if both cover the same
+    tokens from the start. A prompt that reaches any of a request's decode blocks therefore
+    starts with that request's whole prompt and first output tokens, and also holds the key of
+    its first decode block. Such a prompt is longer than the other request's, so prompts are
+    checked shortest first against the first decode-block keys of all the shorter ones. The
+    chains are not kept: a run keeps a request's chain only while it is in flight.
+    """
+    first_decode_keys = set()
+    for req in sorted(requests, key=_prompt_length):
+        chain = _prompt_chain(req, block_size)
+        if first_decode_keys and not first_decode_keys.isdisjoint(chain):
+            return True
+        output = req.output_tokens
+        in_block = req.num_input % block_size     # prompt tokens in the first decode block
+        if output is not None and len(output) >= block_size - in_block:
+            tokens = _prompt_tail(req, in_block) + output[:block_size - in_block].tolist()
+            first_decode_keys.add(hash((chain[-1] if chain else ROOT_KEY, tuple(tokens))))
+    return False
+
+
+def _prompt_length(req) -> int:
+    return req.num_input
+
+
+def _prompt_tail(req, count: int) -> list:
+    """The prompt's last ``count`` token ids, without joining a shared prefix to the rest."""
+    if count == 0:
+        return []
+    prefix, rest = req.prompt_parts()
+    if prefix is None or len(rest) >= count:
+        return rest[len(rest) - count:].tolist()
+    return prefix[len(prefix) - (count - len(rest)):].tolist() + rest.tolist()
 
 
 class KVCache:
@@ -96,6 +136,11 @@ class KVCache:
         self.recycled: OrderedDict = OrderedDict()   # the free list after them (values unused)
         self.free_count = total_blocks
         self.key_to_block: dict = {}
+        # Whether a block holding output tokens gets a prefix-cache key when it fills. Only a
+        # prompt that extends another request's generated tokens can look such a key up
+        # (decode_keys_matter); the cluster turns this off for a run with none, where the keys
+        # change nothing and a decoding request's block filling needs no event.
+        self.decode_keys = True
         # While routers read a stale copy of the key map (``PrefixCacheView`` with a delay):
         # for each key changed since that copy was taken, whether the copy holds it. Set and
         # cleared by the view; None otherwise.
@@ -186,6 +231,8 @@ class KVCache:
 
     def _register_full(self, req, b: int, position: int) -> None:
         """Give a block that just became full its prefix-cache key (chained on its predecessor)."""
+        if not self.decode_keys and self.origin[b] + self.block_size > req.num_input:
+            return
         own = req.blocks
         parent = self.key[own[position - 1]] if position > 0 else None
         if parent is None:

@@ -47,6 +47,14 @@ def scenarios(draw):
         prompt = rng.integers(0, 128000, int(rng.integers(1, 120))).astype(np.int32)
         if draw(st.booleans()):
             prompt = np.concatenate([shared, prompt])
+        if requests and rng.random() < 0.2:
+            # A follow-up: an earlier request's prompt and some of its output, then new tokens
+            # (at most 160 in all, as above). Its prompt may reach the earlier one's decode
+            # blocks, whose keys the run must then keep (KVCache.decode_keys).
+            earlier = requests[int(rng.integers(0, len(requests)))]
+            history = np.concatenate([earlier.input_tokens, earlier.output_tokens])
+            prompt = np.concatenate([history[:int(rng.integers(1, len(history) + 1))],
+                                     prompt[:int(rng.integers(1, 20))]])[:160]
         output = rng.integers(0, 128000, int(rng.integers(0, 60))).astype(np.int32)
         requests.append(Request(f"request_{i}", int(arrivals[i]), prompt, output,
                                 max_output_len=len(output)))
