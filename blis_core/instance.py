@@ -39,6 +39,7 @@ _FILL = 0        # a cruiser's decode fills its last block (which gets its prefi
 _NEW_BLOCK = 1   # a cruiser's decode needs a new block
 _DONE = 2        # a cruiser completes after this step's execution
 _EXPLICIT = 3    # (batch formation only) not an event: an explicit request's turn
+_POOLED = 4      # (batch formation only) a pooled cruiser's turn to take a new block
 
 
 def _batch_order(req) -> int:
@@ -119,6 +120,9 @@ class Instance:
         self.cruise = cruise              # False: every request steps explicitly (reference)
         self.cruisers = 0                 # running requests decoding implicitly
         self.due: dict = {}               # step -> [(request, epoch, event)] for cruisers
+        # With unkeyed decode blocks: cruisers by (step they take a block) mod block size
+        # (dicts in insertion order); None while decode blocks get keys.
+        self.block_classes = None
         # Token latency (adv + otpt) of each step, by number; one per step of the whole run,
         # so stored as machine integers (8 bytes each, not a list's 8 + 32).
         self.step_latency = array("q", (0,))
@@ -251,6 +255,14 @@ class Instance:
     # needs them. Whenever a step could deviate from that pattern (the token budget could run
     # out, or an allocation could fail and preempt), every cruiser is materialized first and the
     # step runs request by request exactly as upstream's does.
+    #
+    # Where decode blocks get no prefix-cache key (KVCache.decode_keys), a cruiser's new block
+    # is not an event either: which unkeyed block a request holds changes nothing, only when
+    # blocks leave the free list does. Cruisers are grouped by the step of their first new
+    # block modulo the block size (``block_classes``); each step takes as many blocks off the
+    # free list, into ``kv.decode_pool``, as its class has members (in batch order among the
+    # explicit requests' allocations), and a cruiser is handed its blocks from the pool when it
+    # is materialized.
 
     def step(self, now: int) -> None:
         """Upstream Step: form the batch, time it, advance every request, retire finished ones."""
@@ -427,15 +439,25 @@ class Instance:
             heap = None
         first = step + 1
         last_now = now
+        classes = self.block_classes
+        if classes is not None:
+            bs = kv.block_size
+            take = kv.take_decode_block
+            to_pool = kv.decode_pool.append
+        pooled = 0
         while now < until:
             if heap:
                 top = heap[0]
                 t = top[0]
                 if t < now or t == now and (top[1] < index or top[1] == index and top[2] <= 2):
                     break
+            if classes is not None:
+                pooled = len(classes[(step + 1) % bs])
+                if pooled > kv.free_count:
+                    break
             bucket = due.get(step + 1)
             if bucket is not None:
-                new_blocks = 0
+                new_blocks = pooled
                 for req, epoch, what in bucket:
                     if epoch != req.cruise_epoch:
                         continue
@@ -456,6 +478,9 @@ class Instance:
                         block_event(req, epoch, what, step)
             else:
                 step += 1
+            if pooled:
+                for _ in range(pooled):
+                    to_pool(take())
             if positions:
                 i = step - times_from
                 if i >= len(times):
@@ -497,22 +522,28 @@ class Instance:
         req.cruise_progress = req.progress
         self.cruisers += 1
         own = req.blocks
-        bs = self.kv.block_size
+        kv = self.kv
+        bs = kv.block_size
+        first_block = first_step
         if own:
-            filled = self.kv.fill[own[-1]]
+            filled = kv.fill[own[-1]]
             req.tail_step = first_step - 1
             req.tail_fill = filled
             if filled < bs:
-                if self.kv.decode_keys:
-                    self._schedule(req, first_step + bs - filled - 1, _FILL)
-                else:
-                    # The block gets no key when it fills (KVCache.decode_keys): its next event
-                    # is the new block after it.
-                    self._schedule(req, first_step + bs - filled, _NEW_BLOCK)
+                first_block = first_step + bs - filled
+        if kv.decode_keys:
+            if first_block > first_step:
+                self._schedule(req, first_block - 1, _FILL)
             else:
-                self._schedule(req, first_step, _NEW_BLOCK)
+                self._schedule(req, first_block, _NEW_BLOCK)
         else:
-            self._schedule(req, first_step, _NEW_BLOCK)
+            # Pooled decode blocks (see the note above ``step``): the request joins the class
+            # of cruisers that take a block at every step congruent to its first one.
+            classes = self.block_classes
+            if classes is None:
+                classes = self.block_classes = [{} for _ in range(bs)]
+            classes[first_block % bs][req] = None
+            req.first_block_step = first_block
         n_in = req.num_input
         n_out = req.num_output
         target = n_in + (n_out if n_out > 1 else 1) - 1
@@ -538,10 +569,8 @@ class Instance:
             kv.append_decode_block(req, req.cruise_progress + (step - req.cruise_step))
             req.tail_step = step
             req.tail_fill = 1
-            if bs > 1 and kv.decode_keys:
-                at, what = step + bs - 1, _FILL
-            else:
-                at, what = step + bs, _NEW_BLOCK
+            at = step + bs - 1 if bs > 1 else step + 1
+            what = _FILL if bs > 1 else _NEW_BLOCK
         later = self.due.get(at)
         if later is None:
             self.due[at] = [(req, epoch, what)]
@@ -567,12 +596,45 @@ class Instance:
             else:
                 req.itl = self.step_latency[first:next_step].tolist()
             _cover_steps(req, first, next_step)
+        if self.block_classes is not None:
+            self._hand_over_blocks(req, next_step)
         own = req.blocks
         if own and req.tail_step < next_step - 1:
             self.kv.fill[own[-1]] = req.tail_fill + (next_step - 1 - req.tail_step)
         req.cruising = False
         req.cruise_epoch += 1
         self.cruisers -= 1
+
+    def _hand_over_blocks(self, req, next_step: int) -> None:
+        """Give a pooled cruiser the blocks it took before ``next_step``, from the pool, and take
+        it out of its class."""
+        first_block = req.first_block_step
+        kv = self.kv
+        bs = kv.block_size
+        del self.block_classes[first_block % bs][req]
+        if next_step <= first_block:
+            return
+        taken = (next_step - first_block + bs - 1) // bs
+        pool = kv.decode_pool
+        cut = len(pool) - taken
+        blocks = pool[cut:]
+        del pool[cut:]
+        fill = kv.fill
+        origin = kv.origin
+        own = req.blocks
+        if own:
+            fill[own[-1]] = bs
+            own.extend(blocks)
+        else:
+            req.blocks = blocks
+        position = req.cruise_progress + (first_block - req.cruise_step)
+        for b in blocks:
+            fill[b] = bs
+            origin[b] = position
+            position += bs
+        fill[blocks[-1]] = 1
+        req.tail_step = first_block + (taken - 1) * bs
+        req.tail_fill = 1
 
     def _materialize_all(self, step: int) -> None:
         for req in self.running:
@@ -605,6 +667,9 @@ class Instance:
             for req, epoch, what in bucket:
                 if what == _NEW_BLOCK and epoch == req.cruise_epoch:
                     blocks += 1
+        classes = self.block_classes
+        if classes is not None:
+            blocks += len(classes[step % bs])
         if blocks > self.kv.free_count:
             return None
         return explicit
@@ -629,12 +694,28 @@ class Instance:
                     events = True
             if events and len(work) > 1:
                 work.sort(key=_event_order)
+        take = kv.take_decode_block
+        to_pool = kv.decode_pool.append
+        classes = self.block_classes
+        takers = classes[step % kv.block_size] if classes is not None else None
+        if takers:
+            if work:
+                # Their blocks leave the free list in batch order, between the explicit
+                # requests' allocations.
+                work += [(req, 0, _POOLED) for req in takers]
+                work.sort(key=_event_order)
+            else:
+                for _ in range(len(takers)):
+                    to_pool(take())
         budget = self.batch_config.max_scheduled_tokens - self.cruisers
         prefill_tokens = 0
         block_event = self._block_event
         for req, epoch, what in work:
             if what != _EXPLICIT:
-                block_event(req, epoch, what, step)
+                if what == _POOLED:
+                    to_pool(take())
+                else:
+                    block_event(req, epoch, what, step)
                 continue
             progress = req.progress
             n = req.num_input - progress
@@ -870,6 +951,15 @@ class Instance:
         for req in self.wait:  # a tiered reload may leave blocks with a waiting request
             for b in req.blocks or ():
                 refs[b] += 1
+        pool = kv.decode_pool
+        for b in pool:          # each held by a cruiser, handed over when it is brought up to date
+            refs[b] += 1
+        taken = sum(-(-(self.step_count + 1 - req.first_block_step) // kv.block_size)
+                    for req in self.running or () if req.cruising and not kv.decode_keys
+                    and req.first_block_step <= self.step_count)
+        if taken != len(pool):
+            raise AssertionError(f"{self.id}: {len(pool)} pooled decode blocks, cruisers took "
+                                 f"{taken}")
         free_list = kv.free_blocks()
         free = len(free_list)
         if len(set(free_list)) != free:

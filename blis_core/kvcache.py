@@ -81,24 +81,33 @@ def decode_keys_matter(requests, block_size: int) -> bool:
     tokens from the start. A prompt that reaches any of a request's decode blocks therefore
     starts with that request's whole prompt and first output tokens, and also holds the key of
     its first decode block. Such a prompt is longer than the other request's, so prompts are
-    checked shortest first against the first decode-block keys of all the shorter ones. The
-    chains are not kept: a run keeps a request's chain only while it is in flight.
+    checked shortest first against the first decode-block keys of all the shorter ones.
+
+    The run needs every chain once, while the request is in flight; the first
+    ``_CHAINS_KEPT`` requests' chains are kept for it, the rest computed again then (100k of
+    them would hold about 40 MB from the start).
     """
     first_decode_keys = set()
-    for req in sorted(requests, key=_prompt_length):
-        chain = _prompt_chain(req, block_size)
+    lengths = [req.num_input for req in requests]
+    for i in sorted(range(len(requests)), key=lengths.__getitem__):
+        req = requests[i]
+        if i < _CHAINS_KEPT:
+            chain = prompt_hash_chain(req, block_size)
+        else:
+            chain = req.hash_chain
+            if chain is None:
+                chain = _prompt_chain(req, block_size)
         if first_decode_keys and not first_decode_keys.isdisjoint(chain):
             return True
         output = req.output_tokens
-        in_block = req.num_input % block_size     # prompt tokens in the first decode block
+        in_block = lengths[i] % block_size     # prompt tokens in the first decode block
         if output is not None and len(output) >= block_size - in_block:
             tokens = _prompt_tail(req, in_block) + output[:block_size - in_block].tolist()
             first_decode_keys.add(hash((chain[-1] if chain else ROOT_KEY, tuple(tokens))))
     return False
 
 
-def _prompt_length(req) -> int:
-    return req.num_input
+_CHAINS_KEPT = 16384
 
 
 def _prompt_tail(req, count: int) -> list:
@@ -141,6 +150,9 @@ class KVCache:
         # (decode_keys_matter); the cluster turns this off for a run with none, where the keys
         # change nothing and a decoding request's block filling needs no event.
         self.decode_keys = True
+        # Without them, blocks cruising requests took for decode tokens and have not been handed
+        # yet (Instance._hand_over_blocks): unkeyed, so any of them will do for any request.
+        self.decode_pool: list = []
         # While routers read a stale copy of the key map (``PrefixCacheView`` with a delay):
         # for each key changed since that copy was taken, whether the copy holds it. Set and
         # cleared by the view; None otherwise.
@@ -339,9 +351,9 @@ class KVCache:
                     p += take
         return True
 
-    def append_decode_block(self, req, position: int) -> None:
-        """A decoding request's token at ``position`` starts a new block (the caller knows a
-        free block exists and the request's last block, if any, is full)."""
+    def take_decode_block(self) -> int:
+        """Take a free block for a decode token (the caller knows one exists): one reference,
+        one cache miss; the caller sets its fill and position."""
         # _pop_free's fresh-block path inline: this is the most frequent block operation.
         self.free_count -= 1
         b = self.fresh
@@ -349,10 +361,16 @@ class KVCache:
             self.fresh = b + 1
         else:
             b = self._reuse_recycled()
-        self.fill[b] = 1
-        self.origin[b] = position
         self.refcount[b] = 1
         self.cache_misses += 1
+        return b
+
+    def append_decode_block(self, req, position: int) -> None:
+        """A decoding request's token at ``position`` starts a new block (the caller knows a
+        free block exists and the request's last block, if any, is full)."""
+        b = self.take_decode_block()
+        self.fill[b] = 1
+        self.origin[b] = position
         if req.blocks is None:
             req.blocks = [b]
         else:

@@ -39,6 +39,7 @@ class Request:
         "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
         "itl_mean", "preemptions", "batch_seq", "mirrored", "mirrored_keys",
         "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
+        "first_block_step",
         # P/D: a decode sub-request arrives with its prompt's KV; its first ITL entry is kept
         # for the parent's projected TTFT
         "pd_decode", "first_itl",
@@ -125,6 +126,7 @@ class Request:
         self.cruise_progress = 0
         self.tail_step = 0              # the last block held tail_fill tokens after this step
         self.tail_fill = 0
+        self.first_block_step = 0       # (pooled decode blocks) the first step it takes a block
         self.pd_decode = False
         self.first_itl = None
         self.gateway_enqueue_time = 0

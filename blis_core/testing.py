@@ -509,6 +509,8 @@ def _check_books(inst, engine_audit) -> None:
     wait = inst.wait
     holders = running + list(wait)
     refs = Counter(block for req in holders if req.blocks for block in req.blocks)
+    # Blocks cruisers took and have not been handed yet (unkeyed decode blocks) are held too.
+    refs.update(kv.decode_pool)
     refcount = kv.refcount
     for block, count in refs.items():
         if refcount[block] != count:
