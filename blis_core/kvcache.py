@@ -65,6 +65,11 @@ def prompt_hash_chain(req, block_size: int) -> list:
 
 
 def _prompt_chain(req, block_size: int) -> list:
+    seed = req.chain_seed
+    if seed:
+        req.chain_seed = None
+        return seed + _chain(seed[-1], req.input_tokens[len(seed) * block_size:].tolist(),
+                             block_size)
     prefix, rest = req.prompt_parts()
     if prefix is not None:
         head, leftover = _prefix_keys(prefix, block_size)

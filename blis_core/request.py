@@ -36,7 +36,7 @@ class Request:
         # engine state
         "state", "progress", "num_new_tokens", "computed", "ttft_set", "first_token_time",
         "itl", "itl_steps", "length_capped", "priority", "assigned_instance", "scheduled_step",
-        "finished_step", "blocks", "hash_chain", "completion_time", "scheduling_delay", "e2e",
+        "finished_step", "blocks", "hash_chain", "chain_seed", "completion_time", "scheduling_delay", "e2e",
         "itl_mean", "preemptions", "batch_seq", "mirrored", "mirrored_keys",
         "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
         "first_block_step",
@@ -111,6 +111,9 @@ class Request:
         self.finished_step = 0
         self.blocks = None              # KV block ids in order; None = no entry in the block map
         self.hash_chain = None          # cached prefix-cache keys of the full prompt blocks
+        # The keys of the prompt's first full blocks where another request's chain gives them
+        # (a session's next round starts with the finished round's prompt); used once.
+        self.chain_seed = None
         self.completion_time = 0        # tick at which the request left (completion or timeout)
         self.scheduling_delay = -1      # last admission tick minus arrival; -1 = never admitted
         self.e2e = 0                    # TTFT + sum of ITL entries (+ fixed overhead), at completion

@@ -134,8 +134,10 @@ class SessionManager:
             input_tokens = np.concatenate((sess.context, new_input))
         else:
             input_tokens = new_input
+        seeded = bp.context_growth == "accumulate" and req.hash_chain is not None
         if bp.prefix is not None and len(bp.prefix) > 0:
             input_tokens = np.concatenate((bp.prefix, input_tokens))
+            seeded = False
 
         sess.current_round += 1
         self.id_counter += 1
@@ -145,6 +147,10 @@ class SessionManager:
             compute_deadline(arrival, bp.timeout, True),
             session_id=bp.session_id, round_index=sess.current_round, client_id=bp.client_id,
             tenant_id=bp.tenant_id, slo_class=bp.slo_class, model=bp.model)
+        if seeded:
+            # It starts with the finished round's whole prompt, hence with its key chain (for
+            # the run's block size, the only one that chain was computed for).
+            follow_up.chain_seed = req.hash_chain
         if self.follow_up_budget >= 0:
             self.follow_up_count += 1
         self.follow_ups.append(follow_up)

@@ -123,3 +123,29 @@ def test_accumulate_context_uses_actual_output_and_repeats_the_prefix():
 def test_blueprints_need_rounds():
     with pytest.raises(ValueError, match="max_rounds=0"):
         SessionManager([_blueprint(max_rounds=0)])
+
+
+def test_a_follow_ups_key_chain_continues_the_finished_rounds():
+    # Without a blueprint prefix, round k+1's prompt starts with round k's whole prompt, so its
+    # prefix-cache key chain is seeded with round k's; it must equal the chain computed afresh.
+    from blis_core.kvcache import _prompt_chain, prompt_hash_chain
+
+    bp = _blueprint(max_rounds=6, context_growth="accumulate")
+    bp.input_sampler = bp.output_sampler = ConstantSampler(7)
+    sm = SessionManager([bp])
+    req = _round0(n_in=21, n_out=7)
+    seeded = 0
+    for _ in range(5):
+        prompt_hash_chain(req, 4)                 # computed while it was in flight
+        nxt = sm.on_complete(_done(req), 0)
+        seeded += nxt.chain_seed is not None
+        assert prompt_hash_chain(nxt, 4) == _prompt_chain(nxt, 4)
+        assert nxt.chain_seed is None             # used once
+        req = nxt
+    assert seeded == 5
+    # With a prefix the prompt does not start with the last one (see the test above): no seed.
+    sm = SessionManager([_blueprint(prefix=np.array([9, 9], dtype=np.int32),
+                                    context_growth="accumulate")])
+    r0 = _round0()
+    prompt_hash_chain(r0, 4)
+    assert sm.on_complete(_done(r0), 0).chain_seed is None
