@@ -646,7 +646,8 @@ class Instance:
         """The explicit (prefilling) requests if this step can run with implicit decodes, else
         None: the budget must not run out before any request and no allocation may fail."""
         running = self.running
-        explicit = [req for req in running if not req.cruising]
+        explicit = ([] if self.cruisers == len(running)
+                    else [req for req in running if not req.cruising])
         batch = self.batch_config
         bs = self.kv.block_size
         demand = self.cruisers
