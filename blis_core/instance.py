@@ -442,8 +442,6 @@ class Instance:
         classes = self.block_classes
         if classes is not None:
             bs = kv.block_size
-            take = kv.take_decode_block
-            to_pool = kv.decode_pool.append
         pooled = 0
         while now < until:
             if heap:
@@ -479,8 +477,7 @@ class Instance:
             else:
                 step += 1
             if pooled:
-                for _ in range(pooled):
-                    to_pool(take())
+                kv.pool_decode_blocks(pooled)
             if positions:
                 i = step - times_from
                 if i >= len(times):
@@ -695,8 +692,6 @@ class Instance:
                     events = True
             if events and len(work) > 1:
                 work.sort(key=_event_order)
-        take = kv.take_decode_block
-        to_pool = kv.decode_pool.append
         classes = self.block_classes
         takers = classes[step % kv.block_size] if classes is not None else None
         if takers:
@@ -706,15 +701,14 @@ class Instance:
                 work += [(req, 0, _POOLED) for req in takers]
                 work.sort(key=_event_order)
             else:
-                for _ in range(len(takers)):
-                    to_pool(take())
+                kv.pool_decode_blocks(len(takers))
         budget = self.batch_config.max_scheduled_tokens - self.cruisers
         prefill_tokens = 0
         block_event = self._block_event
         for req, epoch, what in work:
             if what != _EXPLICIT:
                 if what == _POOLED:
-                    to_pool(take())
+                    kv.pool_decode_blocks(1)
                 else:
                     block_event(req, epoch, what, step)
                 continue

@@ -96,12 +96,11 @@ def decode_keys_matter(requests, block_size: int) -> bool:
     lengths = [req.num_input for req in requests]
     for i in sorted(range(len(requests)), key=lengths.__getitem__):
         req = requests[i]
-        if i < _CHAINS_KEPT:
-            chain = prompt_hash_chain(req, block_size)
-        else:
-            chain = req.hash_chain
-            if chain is None:
-                chain = _prompt_chain(req, block_size)
+        chain = req.hash_chain
+        if chain is None:
+            chain = _prompt_chain(req, block_size)
+            if i < _CHAINS_KEPT:
+                req.hash_chain = chain
         if first_decode_keys and not first_decode_keys.isdisjoint(chain):
             return True
         output = req.output_tokens
@@ -369,6 +368,13 @@ class KVCache:
         self.refcount[b] = 1
         self.cache_misses += 1
         return b
+
+    def pool_decode_blocks(self, count: int) -> None:
+        """Take ``count`` free blocks for cruisers' decode tokens into ``decode_pool``."""
+        to_pool = self.decode_pool.append
+        take = self.take_decode_block
+        for _ in range(count):
+            to_pool(take())
 
     def append_decode_block(self, req, position: int) -> None:
         """A decoding request's token at ``position`` starts a new block (the caller knows a
