@@ -137,8 +137,10 @@ def priority_inversions(instances, priority_policy: str) -> int:
     0 when the priority policy is ``constant`` or empty. Otherwise, per instance, the completed
     requests are grouped by SLO class; within a class, ordered by arrival, every pair ``i < j``
     with ``e2e_i > 2 * e2e_j`` is one inversion. Upstream sorts by arrival with an unstable
-    sort, so its count is not determined when arrivals tie within a class; blis breaks such ties
-    by request ID (a documented deviation).
+    sort, so its count is not determined when arrivals tie within a class; blis orders such
+    ties by e2e, so they never count (a documented deviation). Ordering them by request ID
+    instead made the count depend on how IDs are spelled: a run names a session's follow-up
+    after its session, a replay of the run's trace after its row.
     """
     if priority_policy in ("", "constant"):
         return 0
@@ -149,7 +151,7 @@ def priority_inversions(instances, priority_policy: str) -> int:
             if r.state == "completed":
                 groups.setdefault(r.slo_class or "default", []).append(r)
         for cls in sorted(groups):
-            ordered = sorted(groups[cls], key=lambda r: (r.arrival_time, r.id))
+            ordered = sorted(groups[cls], key=lambda r: (r.arrival_time, r.e2e))
             total += _count_inversions([r.e2e for r in ordered])
     return total
 
