@@ -8,6 +8,7 @@ import attrs
 
 from blis_core.autoscaling import Elasticity
 from blis_core.cluster import Cluster, TenantBudgets
+from blis_core.collector import collector_relaxed
 from blis_core.config import SimulationConfig
 from blis_core.decisions import DecisionTrace
 from blis_core.disaggregation import Disaggregation
@@ -217,9 +218,11 @@ def simulate(config: SimulationConfig, requests, sessions=None, *, registry=None
     ``audit`` checks the clock and the KV books after every event (slow; for tests).
     ``progress`` (a :class:`blis_core.progress.Progress`) reports on stderr while it runs.
     """
-    cluster = build_cluster(config, sessions, registry, audit, reference)
-    series = TimeSeries(config.sample_interval) if config.sample_interval > 0 else None
-    cluster.run(requests, series, progress)
-    instances = cluster.instances
-    return SimulationResult(config, instances, cluster, cluster_summary(instances, cluster.pd),
-                            [instance_summary(inst) for inst in instances], series)
+    with collector_relaxed():
+        cluster = build_cluster(config, sessions, registry, audit, reference)
+        series = TimeSeries(config.sample_interval) if config.sample_interval > 0 else None
+        cluster.run(requests, series, progress)
+        instances = cluster.instances
+        return SimulationResult(config, instances, cluster,
+                                cluster_summary(instances, cluster.pd),
+                                [instance_summary(inst) for inst in instances], series)

@@ -11,10 +11,8 @@ of the concatenation) and nothing past ``max_requests`` is ever generated.
 from __future__ import annotations
 
 import functools
-import gc
 import heapq
 import math
-from contextlib import contextmanager
 from itertools import islice
 from operator import attrgetter
 from typing import Callable, Iterator
@@ -22,6 +20,7 @@ from typing import Callable, Iterator
 import attrs
 import numpy as np
 
+from blis_core.collector import collector_paused
 from blis_core.gorand import GoRand, PartitionedRNG
 from blis_core.request import Request
 from blis_workloads.distributions import (MAX_TOKEN_ID, BlockRand, LengthSampler,
@@ -40,19 +39,6 @@ _CONCURRENCY_SEED_OFFSET = 10007
 _US_PER_HOUR = 3_600_000_000
 
 _by_arrival = attrgetter("arrival_time")
-
-
-@contextmanager
-def _gc_paused():
-    """Generation allocates a few container objects per request and frees none of them; the
-    cyclic collector's repeated passes over the growing heap would cost a quarter of the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _int64(x: int) -> int:
@@ -447,7 +433,8 @@ def _generate(spec: WorkloadSpec, horizon: int, max_requests: int
     # Each client generates at most 2·max_requests before the merge truncates.
     cap = 2 * max_requests if max_requests > 0 else 0
 
-    with _gc_paused():
+    # Generation builds a few container objects per request and frees none of them.
+    with collector_paused():
         streams = []
         for client, rate in zip(clients, rates):
             if rate <= 0:
