@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
-from operator import attrgetter, is_
+from operator import attrgetter, sub
 
 
 class StampedLru:
@@ -204,13 +204,32 @@ _batch_seq = attrgetter("batch_seq")
 class _Snapshot:
     """One mirror's accesses: its runs (key lists, in batch order) and their lengths then."""
 
-    __slots__ = ("runs", "lens", "total", "_start")
+    __slots__ = ("runs", "lens", "total", "_start", "_index")
 
     def __init__(self, runs=()) -> None:
         self.runs = runs
         self.lens = list(map(len, runs))
         self.total = sum(self.lens)
         self._start = None
+        self._index = None
+
+    def grown(self, advanced, added: int) -> _Snapshot:
+        """The next mirror's accesses when its runs are these, in this order, ``advanced``
+        (as from ``_new_keys``) having added ``added`` keys to them: no per-run work."""
+        index = self._index
+        if index is None:
+            index = self._index = {id(run): i for i, run in enumerate(self.runs)}
+        lens = self.lens.copy()
+        for req, _covered, keys in advanced:
+            if keys:
+                lens[index[id(req.mirrored_keys)]] += len(keys)
+        snap = _Snapshot.__new__(_Snapshot)
+        snap.runs = self.runs
+        snap.lens = lens
+        snap.total = self.total + added
+        snap._start = None
+        snap._index = index
+        return snap
 
     @property
     def start(self) -> dict:
@@ -583,17 +602,18 @@ class CpuTier:
         if not ok or len(holders) - added <= capacity:
             self._leave_thrash()
             return False
-        runs = [run for run in [req.mirrored_keys for req in batch] if run]
         # Every run of the previous mirror either runs on (its order among the others kept)
-        # or departed: the reasoning above needs both.
+        # or departed: the reasoning above needs both. Without departures or arrivals the
+        # runs are the previous ones: the batch only loses requests by releasing them (a
+        # departure) and keeps admission order.
         if composition_kept:
-            kept = len(runs) == persisting and all(map(is_, runs, previous.runs))
+            self.snap = previous.grown(advanced, added)
         else:
-            kept = len(previous.start.keys() & set(map(id, runs))) == persisting
-        if not kept:
-            self._leave_thrash()
-            return False
-        self.snap = _Snapshot(runs)
+            runs = [run for run in [req.mirrored_keys for req in batch] if run]
+            if len(previous.start.keys() & set(map(id, runs))) != persisting:
+                self._leave_thrash()
+                return False
+            self.snap = _Snapshot(runs)
         grown = self.grown_since + added
         shrunk = self.shrunk_since + left
         if (recheck or self.growth_reach * grown > self.gap_margin
@@ -708,6 +728,14 @@ class CpuTier:
                     narrowest = gap
             else:
                 again = True  # a first access: misses now, hits next time
+            if len(now) < 2:
+                continue
+            top = max(map(sub, now[1:], now)) - 1
+            if top < capacity:  # the usual case: every holder after the first hits
+                hits += size * (len(now) - 1)
+                if top > widest:
+                    widest = top
+                continue
             a = now[0]
             for b in now[1:]:
                 gap = b - a - 1
