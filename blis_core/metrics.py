@@ -255,29 +255,55 @@ def _go_string(s: str) -> str:
     return '"' + _GO_ESCAPED.sub(_go_escape, s) + '"'
 
 
+def _go_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _go_null(_value) -> str:
+    return "null"
+
+
+# Formatters by exact type: per-request records are tens of thousands of flat dicts, so their
+# values skip the isinstance chain (which still serves subclasses, such as numpy scalars).
+_GO_SCALARS = {bool: _go_bool, int: str, float: format_go_float, str: _go_string,
+               type(None): _go_null}
+_GO_KEYS: dict = {}  # a dict key, quoted, with its colon: records repeat the same few keys
+
+
 def go_json(value, indent: str = "  ", _level: int = 0) -> str:
     """``json.MarshalIndent(value, "", indent)`` as Go prints it."""
+    scalar = _GO_SCALARS.get(type(value))
+    if scalar is not None:
+        return scalar(value)
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return _go_bool(value)
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))
     if isinstance(value, float):
-        return format_go_float(value)
+        return format_go_float(float(value))
     if isinstance(value, str):
-        return _go_string(value)
-    if value is None:
-        return "null"
+        return _go_string(str(value))
     pad = "\n" + indent * (_level + 1)
     end = "\n" + indent * _level
+    scalars = _GO_SCALARS
+    inner = _level + 1
     if isinstance(value, dict):
         if not value:
             return "{}"
-        items = [f"{_go_string(k)}: {go_json(v, indent, _level + 1)}" for k, v in value.items()]
+        items = []
+        for k, v in value.items():
+            key = _GO_KEYS.get(k)
+            if key is None:
+                key = _go_string(k) + ": "
+                if len(_GO_KEYS) < 4096:  # bounded: keys can also be ids (tenants, classes)
+                    _GO_KEYS[k] = key
+            scalar = scalars.get(type(v))
+            items.append(key + (scalar(v) if scalar is not None else go_json(v, indent, inner)))
         return "{" + pad + ("," + pad).join(items) + end + "}"
     if isinstance(value, (list, tuple)):
         if not value:
             return "[]"
-        items = [go_json(v, indent, _level + 1) for v in value]
+        items = [go_json(v, indent, inner) for v in value]
         return "[" + pad + ("," + pad).join(items) + end + "]"
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
