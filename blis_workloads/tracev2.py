@@ -239,7 +239,10 @@ def _header_yaml(h: TraceHeader) -> str:
 
 def _go_float_f(x: float) -> str:
     """``strconv.FormatFloat(x, 'f', -1, 64)``: shortest digits, never an exponent."""
-    text = format(Decimal(repr(x)), "f")
+    text = repr(x)
+    if "e" not in text and "n" not in text:  # already plain: 1e-4 <= |x| < 1e16, or zero
+        return text[:-2] if text.endswith(".0") else text
+    text = format(Decimal(text), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
@@ -258,16 +261,16 @@ def _csv_field(text: str) -> str:
 
 
 def _csv_row(r: TraceRecord) -> str:
-    fields = (
-        str(r.request_id), r.client_id, r.tenant_id, r.slo_class, r.session_id,
-        str(r.round_index), r.prefix_group, str(r.prefix_length),
-        "true" if r.streaming else "false", str(r.input_tokens), str(r.output_tokens),
-        str(r.text_tokens), str(r.image_tokens), str(r.audio_tokens), str(r.video_tokens),
-        _go_float_f(r.reason_ratio), r.model, str(r.deadline_us), str(r.server_input_tokens),
-        str(r.arrival_time_us), str(r.send_time_us), str(r.first_chunk_time_us),
-        str(r.last_chunk_time_us), str(r.num_chunks), r.status, r.error_message,
-        r.finish_reason)
-    return ",".join(map(_csv_field, fields)) + "\n"
+    # Only the text columns can need quoting: a number's digits never do.
+    q = _csv_field
+    return (f"{r.request_id},{q(r.client_id)},{q(r.tenant_id)},{q(r.slo_class)},"
+            f"{q(r.session_id)},{r.round_index},{q(r.prefix_group)},{r.prefix_length},"
+            f"{'true' if r.streaming else 'false'},{r.input_tokens},{r.output_tokens},"
+            f"{r.text_tokens},{r.image_tokens},{r.audio_tokens},{r.video_tokens},"
+            f"{_go_float_f(r.reason_ratio)},{q(r.model)},{r.deadline_us},"
+            f"{r.server_input_tokens},{r.arrival_time_us},{r.send_time_us},"
+            f"{r.first_chunk_time_us},{r.last_chunk_time_us},{r.num_chunks},{q(r.status)},"
+            f"{q(r.error_message)},{q(r.finish_reason)}\n")
 
 
 def _write_atomically(path: Path, text: str) -> None:
