@@ -70,7 +70,8 @@ def _seedrand(x: int) -> int:
 
 
 def _seeded_ring(seed: int) -> list[int]:
-    """The 607-word ring of ``rngSource.Seed``, as unsigned 64-bit words."""
+    """The 607-word ring of ``rngSource.Seed``, as unsigned 64-bit words (the scalar form,
+    kept as the definition ``_seeded_history`` is tested against)."""
     # Go takes a truncated remainder and then adds M to a negative one; Python's floored
     # remainder is that same value in one step.
     s = seed % _SEED_MODULUS
@@ -91,6 +92,38 @@ def _seeded_ring(seed: int) -> list[int]:
     return ring
 
 
+_SEED_TABLES: tuple | None = None
+
+
+def _seed_tables() -> tuple:
+    """Multiplier powers for the three seedrand values of each ring word, rngCooked as
+    uint64 and the ring-to-history permutation; built on the first seeding."""
+    global _SEED_TABLES
+    if _SEED_TABLES is None:
+        powers = []
+        x = pow(_SEED_MULTIPLIER, _SEED_WARMUP, _SEED_MODULUS)
+        for _ in range(3 * _RNG_LEN):
+            x = _seedrand(x)
+            powers.append(x)
+        powers = np.array(powers, dtype=np.int64).reshape(_RNG_LEN, 3).T.copy()
+        cooked = np.array(_RNG_COOKED, dtype=np.int64).view(np.uint64)
+        order = np.array([(_RNG_FEED - 1 - k) % _RNG_LEN for k in range(_RNG_LEN)])
+        _SEED_TABLES = (powers, cooked, order)
+    return _SEED_TABLES
+
+
+def _seeded_history(seed: int) -> np.ndarray:
+    """The seeded ring in history order (see ``GoRand.seed``), computed at once: the k-th
+    seedrand value after s is s * 48271**k mod M, and both factors are below 2**31."""
+    s = seed % _SEED_MODULUS
+    if s == 0:
+        s = _ZERO_SEED_REPLACEMENT
+    powers, cooked, order = _seed_tables()
+    high, middle, low = (powers * s % _SEED_MODULUS).view(np.uint64)
+    ring = (high << np.uint64(40)) ^ (middle << np.uint64(20)) ^ low ^ cooked
+    return ring[order]
+
+
 class GoRand:
     """Go's ``*rand.Rand`` over ``rand.NewSource(seed)``; methods carry Go's names in snake_case.
 
@@ -108,12 +141,9 @@ class GoRand:
 
     def seed(self, seed: int) -> None:
         """Reset to the stream of ``rand.NewSource(seed)``."""
-        ring = _seeded_ring(seed)
         # Go starts with feed = 334 and moves both indices downward, so the word at ring index
         # (333 - k) mod 607 plays the role of output k - 606 of the linear sequence.
-        self._history = np.array(
-            [ring[(_RNG_FEED - 1 - k) % _RNG_LEN] for k in range(_RNG_LEN)], dtype=np.uint64
-        )
+        self._history = _seeded_history(seed)
         self._pending.clear()
 
     # --- raw stream -------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _shared import SKIP_REASON, read_shared_json, requires_shared
 from blis_core import gorand
@@ -208,6 +210,15 @@ def test_seeds_equal_modulo_2_31_minus_1_give_the_same_stream() -> None:
     assert GoRand(5).int63() == GoRand(5 + INT31_MAX).int63()
     assert GoRand(-5).int63() == GoRand(INT31_MAX - 5).int63()
     assert GoRand(0).int63() == GoRand(89482311).int63()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1))
+def test_vectorized_seeding_equals_go_seed_loop(seed: int) -> None:
+    # rngSource.Seed's loop, word by word, against the precomputed-powers form GoRand uses.
+    ring = gorand._seeded_ring(seed)
+    loop = [ring[(333 - k) % 607] for k in range(607)]
+    assert gorand._seeded_history(seed).tolist() == loop
 
 
 # --- vectorized draws ----------------------------------------------------------------------
