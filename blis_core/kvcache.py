@@ -443,7 +443,8 @@ class TieredKVCache(KVCache):
 
     def append_decode_block(self, req, position: int) -> None:
         KVCache.append_decode_block(self, req, position)
-        self.cpu.grew(req)
+        if self.block_size == 1:  # else the new block holds one token: not full, not mirrored
+            self.cpu.grew(req)
 
     def release(self, req) -> None:
         own = req.blocks
