@@ -359,12 +359,9 @@ class CpuTier:
         key = kv.key
         fill = kv.fill
         bs = kv.block_size
-        seen = set()
-        grown = []
-        for req in self.dirty:
-            if id(req) not in seen and req.state == "running" and req.blocks:
-                seen.add(id(req))
-                grown.append(req)
+        dirty = self.dirty
+        grown = [req for req in dict(zip(map(id, dirty), dirty)).values()  # each once
+                 if req.state == "running" and req.blocks]
         grown.sort(key=_batch_seq)
         found = []
         advanced = []
