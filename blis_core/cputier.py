@@ -241,19 +241,23 @@ class _Snapshot:
         return self._start
 
 
-def _repeats(chunks, chunk, cyclic, a, b):
-    """Accesses between positions a and b (a in the previous mirror if ``cyclic``) that repeat
-    a key accessed earlier in that span: other chunks' keys met more than once."""
+def _repeats(chunks, chunk, a, b, thens=None):
+    """Accesses between positions a and b that repeat a key accessed earlier in that span:
+    other chunks' keys met more than once. With ``thens`` (each chunk's positions in the
+    previous mirror) the span is cyclic: from a in the previous mirror to b in this one."""
     repeats = 0
-    for other in chunks:
-        if other is chunk:
-            continue
-        if cyclic:
-            count = len(other[2]) - bisect_right(other[2], a) + bisect_left(other[1], b)
-        else:
-            count = bisect_left(other[1], b) - bisect_right(other[1], a)
-        if count > 1:
-            repeats += other[0] * (count - 1)
+    if thens is None:
+        for other in chunks:
+            if other is not chunk:
+                count = bisect_left(other[1], b) - bisect_right(other[1], a)
+                if count > 1:
+                    repeats += other[0] * (count - 1)
+        return repeats
+    for other, then in zip(chunks, thens):
+        if other is not chunk:
+            count = len(then) - bisect_right(then, a) + bisect_left(other[1], b)
+            if count > 1:
+                repeats += other[0] * (count - 1)
     return repeats
 
 
@@ -681,11 +685,12 @@ class CpuTier:
             else:
                 keys.add(k)
                 layouts.pop(sig, None)
-        chunks = [(size,
-                   [start[rid][0] + i for rid, i in now_order],
-                   [prev_start[rid][0] + i for rid, i in then_order],
+        # (size, positions now, ...); the positions then are only listed if a cyclic gap
+        # needs its repeats counted (``thens``), most checks use only the last one.
+        chunks = [(size, [start[rid][0] + i for rid, i in now_order],
                    first_now, first_then, now_order, then_order)
                   for size, first_now, first_then, now_order, then_order in layout_list]
+        thens = None
         hits = 0
         widest = -1
         narrowest = None
@@ -695,30 +700,32 @@ class CpuTier:
         # both parts and their growth counts twice.
         reach = 1
         for chunk in chunks:
-            size, now, then, first_now, first_then, now_order, then_order = chunk
+            size, now, first_now, first_then, now_order, then_order = chunk
             if not now:
                 continue
             if first_now is not first_then and first_now.keys() != first_then.keys():
                 again = True  # holders came or went: the next mirror's spans differ
-            if then:
-                a = then[-1]
+            if then_order:
+                tail, i = then_order[-1]
+                a = prev_start[tail][0] + i
                 b = now[0]
                 gap = prev_total - 1 - a + b
                 if gap >= capacity:
                     # the run holding the chunk first now must not precede, in the previous
                     # mirror, the one holding it last then (else some run is crossed twice)
                     head = now_order[0][0]
-                    tail = then_order[-1][0]
                     if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
                         return False
-                    gap -= _repeats(chunks, chunk, True, a, b)
+                    if thens is None:
+                        thens = [[prev_start[rid][0] + i for rid, i in other[5]]
+                                 for other in chunks]
+                    gap -= _repeats(chunks, chunk, a, b, thens)
                 if gap < capacity:
                     hits += size
                     if gap > widest:
                         widest = gap
                     if reach == 1:
                         head = now_order[0][0]
-                        tail = then_order[-1][0]
                         if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
                             reach = 2
                 elif narrowest is None or gap < narrowest:
@@ -737,7 +744,7 @@ class CpuTier:
             for b in now[1:]:
                 gap = b - a - 1
                 if gap >= capacity:
-                    gap -= _repeats(chunks, chunk, False, a, b)
+                    gap -= _repeats(chunks, chunk, a, b)
                 if gap < capacity:
                     hits += size
                     if gap > widest:
