@@ -329,14 +329,28 @@ class KVCache:
                 chain = req.hash_chain if prefill else None
                 if own is None:
                     own = req.blocks = []
+                # The block loop of a prompt's prefill (the most blocks a step takes): locals,
+                # and _pop_free's fresh-block path inline. Each block's old key is dropped
+                # before the next block's key is set, as upstream does one block at a time.
+                origins = self.origin
+                refcount = self.refcount
+                keys = self.key
+                key_to_block = self.key_to_block
+                stale = self.stale_keys
+                total = self.total_blocks
+                self.free_count -= k
+                self.cache_misses += k
                 for _ in range(k):
-                    b = self._pop_free()
+                    b = self.fresh
+                    if b < total:
+                        self.fresh = b + 1
+                    else:
+                        b = self._reuse_recycled()
                     origin = start + p
                     take = min(bs, count - p)
                     fill[b] = take
-                    self.origin[b] = origin
-                    self.refcount[b] = 1
-                    self.cache_misses += 1
+                    origins[b] = origin
+                    refcount[b] = 1
                     if take == bs and prefill:
                         idx = origin // bs
                         if (chain is not None and origin % bs == 0 and idx < len(chain)
@@ -345,11 +359,10 @@ class KVCache:
                             key = chain[idx]
                         else:
                             key = hash((parent, block_tokens(req, origin, bs)))
-                        self.key[b] = key
-                        stale = self.stale_keys
+                        keys[b] = key
                         if stale is not None and key not in stale:
-                            stale[key] = key in self.key_to_block
-                        self.key_to_block[key] = b
+                            stale[key] = key in key_to_block
+                        key_to_block[key] = b
                         parent = key
                     own.append(b)
                     p += take
