@@ -466,12 +466,11 @@ def generate_requests(spec: WorkloadSpec, horizon: int, max_requests: int) -> li
     return _generate(spec, horizon, max_requests)[0]
 
 
-def _closed_loop_blueprints(client: ClientSpec, requests: list[Request], blueprint_rng: GoRand,
-                            horizon: int) -> list[SessionBlueprint]:
+def _closed_loop_blueprints(client: ClientSpec, own_round0: list[Request],
+                            blueprint_rng: GoRand, horizon: int) -> list[SessionBlueprint]:
+    """The client's sessions, from its round-0 requests (in generation order)."""
     mt = client.multi_turn
     inp, out = _samplers(client)
-    own_round0 = [r for r in requests
-                  if r.session_id and r.round_index == 0 and r.client_id == client.id]
     prefix = None
     if client.prefix_group and client.prefix_length > 0 and own_round0:
         # The first prefix_length tokens of the client's first round 0, even when the group's
@@ -547,10 +546,15 @@ def generate_workload(spec: WorkloadSpec, horizon: int, max_requests: int) -> Wo
         return Workload(requests, seed=spec.seed)
 
     blueprint_rng = GoRand(_int64(spec.seed + _BLUEPRINT_SEED_OFFSET))
+    round0_by_client: dict[str, list[Request]] = {}
+    for r in requests:
+        if r.session_id and r.round_index == 0:
+            round0_by_client.setdefault(r.client_id, []).append(r)
     blueprints: list[SessionBlueprint] = []
     for client in clients:
         if client.is_closed_loop and client.multi_turn is not None:
-            blueprints += _closed_loop_blueprints(client, requests, blueprint_rng, horizon)
+            blueprints += _closed_loop_blueprints(client, round0_by_client.get(client.id, []),
+                                                  blueprint_rng, horizon)
     closed_sessions = {bp.session_id for bp in blueprints}
     kept = [r for r in requests if r.round_index == 0 or r.session_id not in closed_sessions]
 
