@@ -369,18 +369,20 @@ class CpuTier:
         grown.sort(key=_batch_seq)
         found = []
         advanced = []
+        get_key = key.__getitem__
         for req in grown:
             blocks = req.blocks
-            i = req.mirrored
-            n = len(blocks)
-            keys = []
-            while i < n and fill[blocks[i]] == bs:
-                k = key[blocks[i]]
-                if k is not None:
-                    keys.append(k)
-                i += 1
-            found += keys
-            advanced.append((req, i, keys))
+            covered = req.mirrored
+            # Every block but a request's last is full (a block is only taken once the one
+            # before it is full), so the full ones are all, or all but the last.
+            full = len(blocks) if fill[blocks[-1]] == bs else len(blocks) - 1
+            if covered < full:
+                keys = [k for k in map(get_key, blocks[covered:full]) if k is not None]
+                covered = full
+                found += keys
+            else:
+                keys = []
+            advanced.append((req, covered, keys))
         return found, advanced
 
     @staticmethod
