@@ -265,6 +265,15 @@ def clamp64(x: float) -> int:
     return trunc_int64(x)
 
 
+def plain_shortest(x: float) -> str | None:
+    """Go's shortest plain-decimal digits of x where Python's repr already has them
+    (1e-4 <= |x| < 1e16, and zero), else None. Go only drops the ".0" of an integral value."""
+    text = repr(x)
+    if "e" in text or "n" in text:
+        return None
+    return text[:-2] if text.endswith(".0") else text
+
+
 def format_go_float(x: float) -> str:
     """Format a float64 the way Go's ``encoding/json`` does.
 
@@ -273,11 +282,9 @@ def format_go_float(x: float) -> str:
     exponent form otherwise, with a two-digit negative exponent losing its leading zero
     (``1e-7``, ``2.5e-10``, ``1.5e+21``).
     """
-    text = repr(x)
-    if "e" not in text and "n" not in text:
-        # Python's repr already prints 1e-4 <= |x| < 1e16 in plain shortest digits; Go only
-        # drops the ".0" of an integral value.
-        return text[:-2] if text.endswith(".0") else text
+    text = plain_shortest(x)
+    if text is not None:
+        return text
     if x != x or x in (math.inf, -math.inf):
         raise ValueError(f"Go's encoding/json cannot encode {x!r}")
     sign = "-" if math.copysign(1.0, x) < 0 else ""

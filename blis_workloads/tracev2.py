@@ -21,6 +21,7 @@ from typing import Iterable
 import attrs
 import numpy as np
 
+from blis_core.gomath import plain_shortest
 from blis_core.request import COMPLETED, TIMED_OUT, Request
 from blis_workloads.distributions import MAX_TOKEN_ID, BlockRand
 from blis_workloads.spec import WorkloadError, go_fmt_v, strict_yaml, structure
@@ -239,10 +240,10 @@ def _header_yaml(h: TraceHeader) -> str:
 
 def _go_float_f(x: float) -> str:
     """``strconv.FormatFloat(x, 'f', -1, 64)``: shortest digits, never an exponent."""
-    text = repr(x)
-    if "e" not in text and "n" not in text:  # already plain: 1e-4 <= |x| < 1e16, or zero
-        return text[:-2] if text.endswith(".0") else text
-    text = format(Decimal(text), "f")
+    text = plain_shortest(x)
+    if text is not None:
+        return text
+    text = format(Decimal(repr(x)), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
