@@ -9,13 +9,19 @@ within one run is vanishingly unlikely (about 1e-7 for ten million distinct bloc
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
+import itertools
+from itertools import islice, repeat
 from math import ceil
 
 from blis_core.cputier import CpuTier
 
 ROOT_KEY = 0          # the parent key of a request's first block ("" upstream)
 _NIL = -1             # no block
+
+# Runs an iterator to its end for its side effects, looping in C: with ``map`` over a list's or
+# dict's ``__setitem__``/``pop`` it does a bulk block operation without a Python-level loop.
+_drain = deque(maxlen=0).extend
 
 
 def block_tokens(req, origin: int, count: int) -> tuple:
@@ -196,6 +202,68 @@ class KVCache:
             self.key[b] = None
         return b
 
+    def _take_blocks(self, own, n: int, new_keys, origin: int, tokens: int) -> None:
+        """Take ``n`` blocks off the free list for the next ``tokens`` positions from ``origin``
+        (the last block holds the rest), keyed in order by ``new_keys``, and append them to
+        ``own``. A prefill takes most of a run's blocks this way, so the blocks come off the
+        list together and the keys change in bulk.
+
+        Upstream takes one block at a time, dropping its old key before keying it. Bulk is the
+        same unless an old key is among the new ones (the map would then end up depending on
+        the order); then the keys change block by block, as upstream's do.
+        """
+        bs = self.block_size
+        self.free_count -= n
+        self.cache_misses += n
+        fresh = self.fresh
+        n_fresh = min(n, self.total_blocks - fresh)
+        taken = list(range(fresh, fresh + n_fresh))
+        self.fresh = fresh + n_fresh
+        keys = self.key
+        key_to_block = self.key_to_block
+        stale = self.stale_keys
+        in_order = False
+        if n_fresh < n:
+            recycled = self.recycled
+            reused = list(islice(recycled, n - n_fresh))
+            _drain(map(recycled.__delitem__, reused))
+            olds = list(map(keys.__getitem__, reused))
+            taken += reused
+            in_order = bool(new_keys) and not set(new_keys).isdisjoint(olds)
+            if in_order:
+                olds = [None] * n_fresh + olds
+                for i, b in enumerate(taken):
+                    old = olds[i]
+                    if old is not None:
+                        if stale is not None and old not in stale:
+                            stale[old] = old in key_to_block
+                        key_to_block.pop(old, None)
+                    if i < len(new_keys):
+                        key = new_keys[i]
+                        if stale is not None and key not in stale:
+                            stale[key] = key in key_to_block
+                        key_to_block[key] = b
+            else:
+                if stale is not None:
+                    for old in olds:
+                        if old is not None and old not in stale:
+                            stale[old] = old in key_to_block
+                _drain(map(key_to_block.pop, olds, repeat(None)))   # None is never a key
+        if new_keys and not in_order:
+            if stale is not None:
+                for key in new_keys:
+                    if key not in stale:
+                        stale[key] = key in key_to_block
+            key_to_block.update(zip(new_keys, taken))
+        fill = self.fill
+        _drain(map(fill.__setitem__, taken, repeat(bs, n)))
+        fill[taken[-1]] = tokens - (n - 1) * bs
+        _drain(map(self.origin.__setitem__, taken, range(origin, origin + n * bs, bs)))
+        _drain(map(self.refcount.__setitem__, taken, repeat(1, n)))
+        unkeyed = repeat(None, n - len(new_keys))
+        _drain(map(keys.__setitem__, taken, itertools.chain(new_keys, unkeyed)))
+        own.extend(taken)
+
     # -- queries ---------------------------------------------------------------------------
     def used_blocks(self) -> int:
         return self.total_blocks - self.free_count
@@ -322,50 +390,27 @@ class KVCache:
                 remaining = count - p
                 if remaining <= 0:
                     break
-                k = -(-remaining // bs)
+                if own is None:
+                    own = req.blocks = []
                 parent = self.key[own[-1]] if own else None
                 if parent is None:
                     parent = ROOT_KEY
-                chain = req.hash_chain if prefill else None
-                if own is None:
-                    own = req.blocks = []
-                # The block loop of a prompt's prefill (the most blocks a step takes): locals,
-                # and _pop_free's fresh-block path inline. Each block's old key is dropped
-                # before the next block's key is set, as upstream does one block at a time.
-                origins = self.origin
-                refcount = self.refcount
-                keys = self.key
-                key_to_block = self.key_to_block
-                stale = self.stale_keys
-                total = self.total_blocks
-                self.free_count -= k
-                self.cache_misses += k
-                for _ in range(k):
-                    b = self.fresh
-                    if b < total:
-                        self.fresh = b + 1
+                origin = start + p
+                full = remaining // bs if prefill else 0   # a decode block is keyed when it fills
+                new_keys = ()
+                if full:
+                    idx = origin // bs
+                    chain = req.hash_chain
+                    if (chain is not None and origin % bs == 0 and idx + full <= len(chain)
+                            and parent == (chain[idx - 1] if idx > 0 else ROOT_KEY)):
+                        new_keys = chain[idx:idx + full]
                     else:
-                        b = self._reuse_recycled()
-                    origin = start + p
-                    take = min(bs, count - p)
-                    fill[b] = take
-                    origins[b] = origin
-                    refcount[b] = 1
-                    if take == bs and prefill:
-                        idx = origin // bs
-                        if (chain is not None and origin % bs == 0 and idx < len(chain)
-                                and (idx == 0 and parent == ROOT_KEY
-                                     or idx > 0 and parent == chain[idx - 1])):
-                            key = chain[idx]
-                        else:
-                            key = hash((parent, block_tokens(req, origin, bs)))
-                        keys[b] = key
-                        if stale is not None and key not in stale:
-                            stale[key] = key in key_to_block
-                        key_to_block[key] = b
-                        parent = key
-                    own.append(b)
-                    p += take
+                        new_keys = []
+                        for i in range(full):
+                            parent = hash((parent, block_tokens(req, origin + i * bs, bs)))
+                            new_keys.append(parent)
+                self._take_blocks(own, -(-remaining // bs), new_keys, origin, remaining)
+                p = count
         return True
 
     def take_decode_block(self) -> int:
