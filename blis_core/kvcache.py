@@ -56,9 +56,12 @@ def _prefix_keys(prefix, block_size: int) -> tuple:
 
 def _chain(key: int, tokens: list, block_size: int) -> list:
     chain = []
-    for start in range(0, len(tokens) - block_size + 1, block_size):
-        key = hash((key, tuple(tokens[start:start + block_size])))
-        chain.append(key)
+    append = chain.append
+    # zip over one iterator repeated: the full blocks' token tuples, built in C (a trailing
+    # partial block is left out).
+    for block in zip(*[iter(tokens)] * block_size):
+        key = hash((key, block))
+        append(key)
     return chain
 
 
