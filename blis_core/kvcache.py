@@ -65,6 +65,31 @@ def _chain(key: int, tokens: list, block_size: int) -> list:
     return chain
 
 
+def _decode_key(req, position: int, parent: int, block_size: int) -> int:
+    """Key of the request's full block ``position`` (one holding output tokens) on ``parent``.
+
+    The output tokens are known from the start, so the first such block to fill computes the
+    keys of all the request's later full blocks at once (``req.tail_chain``: the first
+    position and [its parent, key, key, ...]); each later block takes its key from there
+    when its parent is the one the chain was built on.
+    """
+    tail = req.tail_chain
+    if tail is not None:
+        i = position - tail[0]
+        keys = tail[1]
+        if 0 <= i < len(keys) - 1 and keys[i] == parent:
+            return keys[i + 1]
+    origin = position * block_size
+    n_in = req.num_input
+    tokens = req.output_tokens[max(0, origin - n_in):].tolist()
+    if origin < n_in:
+        tokens = req.input_tokens[origin:].tolist() + tokens
+    keys = [parent]
+    keys += _chain(parent, tokens, block_size)
+    req.tail_chain = (position, keys)
+    return keys[1]
+
+
 def prompt_hash_chain(req, block_size: int) -> list:
     """Keys of the request's full prompt blocks, each chained on its predecessor (cached)."""
     chain = req.hash_chain
@@ -318,13 +343,19 @@ class KVCache:
 
     def _register_full(self, req, b: int, position: int) -> None:
         """Give a block that just became full its prefix-cache key (chained on its predecessor)."""
-        if not self.decode_keys and self.origin[b] + self.block_size > req.num_input:
+        bs = self.block_size
+        origin = self.origin[b]
+        decoding = origin + bs > req.num_input
+        if decoding and not self.decode_keys:
             return
         own = req.blocks
         parent = self.key[own[position - 1]] if position > 0 else None
         if parent is None:
             parent = ROOT_KEY
-        k = hash((parent, block_tokens(req, self.origin[b], self.block_size)))
+        if decoding and origin == position * bs:
+            k = _decode_key(req, position, parent, bs)
+        else:
+            k = hash((parent, block_tokens(req, origin, bs)))
         self.key[b] = k
         stale = self.stale_keys
         if stale is not None and k not in stale:

@@ -36,7 +36,7 @@ class Request:
         # engine state
         "state", "progress", "num_new_tokens", "computed", "ttft_set", "first_token_time",
         "itl", "itl_steps", "length_capped", "priority", "assigned_instance", "scheduled_step",
-        "finished_step", "blocks", "hash_chain", "chain_seed", "completion_time", "scheduling_delay", "e2e",
+        "finished_step", "blocks", "hash_chain", "tail_chain", "chain_seed", "completion_time", "scheduling_delay", "e2e",
         "itl_mean", "preemptions", "batch_seq", "mirrored", "mirrored_keys",
         "cruising", "cruise_epoch", "cruise_step", "cruise_progress", "tail_step", "tail_fill",
         "first_block_step",
@@ -111,6 +111,7 @@ class Request:
         self.finished_step = 0
         self.blocks = None              # KV block ids in order; None = no entry in the block map
         self.hash_chain = None          # cached prefix-cache keys of the full prompt blocks
+        self.tail_chain = None          # and of the full blocks holding output (_decode_key)
         # The keys of the prompt's first full blocks where another request's chain gives them
         # (a session's next round starts with the finished round's prompt); used once.
         self.chain_seed = None
@@ -157,7 +158,7 @@ class Request:
         """Forget the token ids and prefix-cache keys of a request that has left for good;
         only their lengths (``num_input``, ``num_output``) are reported afterwards."""
         self._input = self._prefix = self.output_tokens = None
-        self.hash_chain = None
+        self.hash_chain = self.tail_chain = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Request({self.id!r}, t={self.arrival_time}, L={self.num_input}, "
