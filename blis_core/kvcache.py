@@ -9,19 +9,14 @@ within one run is vanishingly unlikely (about 1e-7 for ten million distinct bloc
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-import itertools
-from itertools import islice, repeat
+from collections import OrderedDict
+from itertools import islice
 from math import ceil
 
 from blis_core.cputier import CpuTier
 
 ROOT_KEY = 0          # the parent key of a request's first block ("" upstream)
 _NIL = -1             # no block
-
-# Runs an iterator to its end for its side effects, looping in C: with ``map`` over a list's or
-# dict's ``__setitem__``/``pop`` it does a bulk block operation without a Python-level loop.
-_drain = deque(maxlen=0).extend
 
 
 def block_tokens(req, origin: int, count: int) -> tuple:
@@ -254,8 +249,9 @@ class KVCache:
         if n_fresh < n:
             recycled = self.recycled
             reused = list(islice(recycled, n - n_fresh))
-            _drain(map(recycled.__delitem__, reused))
-            olds = list(map(keys.__getitem__, reused))
+            for b in reused:
+                del recycled[b]
+            olds = [keys[b] for b in reused]
             taken += reused
             in_order = bool(new_keys) and not set(new_keys).isdisjoint(olds)
             if in_order:
@@ -276,20 +272,30 @@ class KVCache:
                     for old in olds:
                         if old is not None and old not in stale:
                             stale[old] = old in key_to_block
-                _drain(map(key_to_block.pop, olds, repeat(None)))   # None is never a key
+                pop = key_to_block.pop
+                for old in olds:
+                    pop(old, None)                 # None is never a key
         if new_keys and not in_order:
             if stale is not None:
                 for key in new_keys:
                     if key not in stale:
                         stale[key] = key in key_to_block
             key_to_block.update(zip(new_keys, taken))
+        # Plain loops: CPython specializes their stores, while ``map`` over a list's
+        # ``__setitem__`` calls a slot wrapper per item and is several times slower.
         fill = self.fill
-        _drain(map(fill.__setitem__, taken, repeat(bs, n)))
+        origins = self.origin
+        refcount = self.refcount
+        for b in taken:
+            fill[b] = bs
+            origins[b] = origin
+            refcount[b] = 1
+            origin += bs
         fill[taken[-1]] = tokens - (n - 1) * bs
-        _drain(map(self.origin.__setitem__, taken, range(origin, origin + n * bs, bs)))
-        _drain(map(self.refcount.__setitem__, taken, repeat(1, n)))
-        unkeyed = repeat(None, n - len(new_keys))
-        _drain(map(keys.__setitem__, taken, itertools.chain(new_keys, unkeyed)))
+        for b, key in zip(taken, new_keys):
+            keys[b] = key
+        for b in taken[len(new_keys):]:
+            keys[b] = None
         own.extend(taken)
 
     # -- queries ---------------------------------------------------------------------------
