@@ -364,9 +364,11 @@ class CpuTier:
         fill = kv.fill
         bs = kv.block_size
         dirty = self.dirty
-        grown = [req for req in dict(zip(map(id, dirty), dirty)).values()  # each once
-                 if req.state == "running" and req.blocks]
-        grown.sort(key=_batch_seq)
+        if len(dirty) > 1:
+            dirty = dict(zip(map(id, dirty), dirty)).values()  # each once
+        grown = [req for req in dirty if req.state == "running" and req.blocks]
+        if len(grown) > 1:
+            grown.sort(key=_batch_seq)
         found = []
         advanced = []
         get_key = key.__getitem__
@@ -377,7 +379,11 @@ class CpuTier:
             # before it is full), so the full ones are all, or all but the last.
             full = len(blocks) if fill[blocks[-1]] == bs else len(blocks) - 1
             if covered < full:
-                keys = [k for k in map(get_key, blocks[covered:full]) if k is not None]
+                if covered + 1 == full:  # the usual case: one block filled
+                    k = key[blocks[covered]]
+                    keys = [] if k is None else [k]
+                else:
+                    keys = [k for k in map(get_key, blocks[covered:full]) if k is not None]
                 covered = full
                 found += keys
             else:
