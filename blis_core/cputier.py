@@ -177,7 +177,8 @@ def _chunk_layout(members, start, prev_start):
     """(size, first member's holdings now, then, the same as (run id, index) pairs in batch
     order) of keys with the same holders when they lie at consecutive positions in every
     holder, else None. ``members`` are one (holdings now, holdings then) pair of
-    {run id: index} dicts per key; ``start`` and ``prev_start`` the two mirrors' run starts.
+    {run id: index} dicts per key; ``start`` and ``prev_start`` the two mirrors' run starts
+    (``_Snapshot.start``).
     Runs keep their batch order, so the pairs stay in order while the holders do not change."""
     now0, then0 = members[0]
     pivot = next(iter(now0 or then0))
@@ -190,11 +191,11 @@ def _chunk_layout(members, start, prev_start):
         for rid, i in then.items():
             if i != first_then[rid] + j:
                 return None
-    now_order = sorted(first_now.items(), key=lambda item: start[item[0]][0])
+    now_order = sorted(first_now.items(), key=lambda item: start[item[0]])
     if first_then is first_now:
         then_order = now_order
     else:
-        then_order = sorted(first_then.items(), key=lambda item: prev_start[item[0]][0])
+        then_order = sorted(first_then.items(), key=lambda item: prev_start[item[0]])
     return len(members), first_now, first_then, now_order, then_order
 
 
@@ -204,13 +205,14 @@ _batch_seq = attrgetter("batch_seq")
 class _Snapshot:
     """One mirror's accesses: its runs (key lists, in batch order) and their lengths then."""
 
-    __slots__ = ("runs", "lens", "total", "_start", "_index")
+    __slots__ = ("runs", "lens", "total", "_start", "_length", "_index")
 
     def __init__(self, runs=()) -> None:
         self.runs = runs
         self.lens = list(map(len, runs))
         self.total = sum(self.lens)
         self._start = None
+        self._length = None
         self._index = None
 
     def grown(self, advanced, added: int) -> _Snapshot:
@@ -228,17 +230,24 @@ class _Snapshot:
         snap.lens = lens
         snap.total = self.total + added
         snap._start = None
+        snap._length = None
         snap._index = index
         return snap
 
     @property
     def start(self) -> dict:
-        """id(run) -> (its first position in the access sequence, its length); built when
-        first asked for, as most mirrors never do."""
+        """id(run) -> its first position in the access sequence; built when first asked for,
+        as most mirrors never do."""
         if self._start is None:
-            lens = self.lens
-            self._start = dict(zip(map(id, self.runs), zip(accumulate(lens, initial=0), lens)))
+            self._start = dict(zip(map(id, self.runs), accumulate(self.lens, initial=0)))
         return self._start
+
+    @property
+    def length(self) -> dict:
+        """id(run) -> its length in this mirror."""
+        if self._length is None:
+            self._length = dict(zip(map(id, self.runs), self.lens))
+        return self._length
 
 
 def _repeats(chunks, chunk, a, b, thens=None):
@@ -576,10 +585,10 @@ class CpuTier:
                     singles -= 1
                     shared.add(k)
                 h.append((rid, base + j))
-        prev_start = previous.start if departed else None
+        prev_length = previous.length if departed else None
         for _seq, keys in departed:
             rid = id(keys)
-            if prev_start.get(rid, (0, -1))[1] != len(keys):
+            if prev_length.get(rid, -1) != len(keys):
                 ok = False
                 break
             left += len(keys)
@@ -654,6 +663,7 @@ class CpuTier:
         ``changed`` are grouped afresh, by their holders in this mirror and in the previous one.
         """
         prev_start = previous.start
+        prev_length = previous.length
         prev_total = previous.total
         start = self.snap.start
         holders = self.holders
@@ -673,7 +683,7 @@ class CpuTier:
                 layouts.pop(sig, None)
             now = holders.get(k, ())
             then = [(rid, i) for rid, i in chain(now, left_holdings.get(k, ()))
-                    if i < prev_start.get(rid, (0, 0))[1]]
+                    if i < prev_length.get(rid, 0)]
             signature = (tuple(sorted(rid for rid, _ in now)),
                          tuple(sorted(rid for rid, _ in then)))
             fresh.setdefault(signature, []).append((dict(now), dict(then)))
@@ -695,7 +705,7 @@ class CpuTier:
                 layouts.pop(sig, None)
         # (size, positions now, ...); the positions then are only listed if a cyclic gap
         # needs its repeats counted (``thens``), most checks use only the last one.
-        chunks = [(size, [start[rid][0] + i for rid, i in now_order],
+        chunks = [(size, [start[rid] + i for rid, i in now_order],
                    first_now, first_then, now_order, then_order)
                   for size, first_now, first_then, now_order, then_order in layout_list]
         thens = None
@@ -715,17 +725,17 @@ class CpuTier:
                 again = True  # holders came or went: the next mirror's spans differ
             if then_order:
                 tail, i = then_order[-1]
-                a = prev_start[tail][0] + i
+                a = prev_start[tail] + i
                 b = now[0]
                 gap = prev_total - 1 - a + b
                 if gap >= capacity:
                     # the run holding the chunk first now must not precede, in the previous
                     # mirror, the one holding it last then (else some run is crossed twice)
                     head = now_order[0][0]
-                    if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
+                    if head not in prev_start or prev_start[head] > prev_start[tail]:
                         return False
                     if thens is None:
-                        thens = [[prev_start[rid][0] + i for rid, i in other[5]]
+                        thens = [[prev_start[rid] + i for rid, i in other[5]]
                                  for other in chunks]
                     gap -= _repeats(chunks, chunk, a, b, thens)
                 if gap < capacity:
@@ -734,7 +744,7 @@ class CpuTier:
                         widest = gap
                     if reach == 1:
                         head = now_order[0][0]
-                        if head not in prev_start or prev_start[head][0] > prev_start[tail][0]:
+                        if head not in prev_start or prev_start[head] > prev_start[tail]:
                             reach = 2
                 elif narrowest is None or gap < narrowest:
                     narrowest = gap
