@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
-from operator import attrgetter, sub
+from operator import attrgetter, itemgetter, sub
 
 
 class StampedLru:
@@ -200,6 +200,7 @@ def _chunk_layout(members, start, prev_start):
 
 
 _batch_seq = attrgetter("batch_seq")
+_first = itemgetter(0)
 
 
 class _Snapshot:
@@ -415,7 +416,10 @@ class CpuTier:
         their last access (the previous mirror), more recent than the untouched old keys."""
         active = self.active
         old = self.old
-        for _seq, keys in sorted(self.departed, key=lambda d: d[0]):
+        departed = self.departed
+        if len(departed) > 1:
+            departed = sorted(departed, key=_first)
+        for _seq, keys in departed:
             for k in keys:
                 refs = active.get(k)
                 if refs is None:
