@@ -473,7 +473,7 @@ class CpuTier:
         # blocks) and those that left since.
         previous = [(req.batch_seq, req.mirrored_keys) for req in batch
                     if req.mirrored and req.blocks]
-        sequence = sorted(previous + self.departed, key=lambda item: item[0])
+        sequence = sorted(previous + self.departed, key=_first)
         in_cache = self.active.keys() | self.old.keys()
         for _seq, keys in sequence:
             for k in keys:
