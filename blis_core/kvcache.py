@@ -495,8 +495,9 @@ class KVCache:
         recycled = self.recycled
         freed = 0
         for b in reversed(own):
-            refcount[b] -= 1
-            if refcount[b] == 0:
+            left = refcount[b] - 1
+            refcount[b] = left
+            if not left:
                 recycled[b] = None
                 freed += 1
         self.free_count += freed
