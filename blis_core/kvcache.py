@@ -75,14 +75,19 @@ def _decode_key(req, position: int, parent: int, block_size: int) -> int:
         if 0 <= i < len(keys) - 1 and keys[i] == parent:
             return keys[i + 1]
     origin = position * block_size
-    n_in = req.num_input
-    tokens = req.output_tokens[max(0, origin - n_in):].tolist()
-    if origin < n_in:
-        tokens = req.input_tokens[origin:].tolist() + tokens
+    rest = req.num_input + len(req.output_tokens) - origin
     keys = [parent]
-    keys += _chain(parent, tokens, block_size)
+    keys += _chain(parent, block_tokens(req, origin, rest), block_size)
     req.tail_chain = (position, keys)
     return keys[1]
+
+
+def _note_changes(stale: dict, keys, key_to_block: dict) -> None:
+    """Record, for each key about to be set or removed that has no record yet, whether the
+    routers' stale copy holds it (``KVCache.stale_keys``); None entries are skipped."""
+    for k in keys:
+        if k is not None and k not in stale:
+            stale[k] = k in key_to_block
 
 
 def prompt_hash_chain(req, block_size: int) -> list:
@@ -269,17 +274,13 @@ class KVCache:
                         key_to_block[key] = b
             else:
                 if stale is not None:
-                    for old in olds:
-                        if old is not None and old not in stale:
-                            stale[old] = old in key_to_block
+                    _note_changes(stale, olds, key_to_block)
                 pop = key_to_block.pop
                 for old in olds:
                     pop(old, None)                 # None is never a key
         if new_keys and not in_order:
             if stale is not None:
-                for key in new_keys:
-                    if key not in stale:
-                        stale[key] = key in key_to_block
+                _note_changes(stale, new_keys, key_to_block)
             key_to_block.update(zip(new_keys, taken))
         # Plain loops: CPython specializes their stores, while ``map`` over a list's
         # ``__setitem__`` calls a slot wrapper per item and is several times slower.
@@ -445,10 +446,7 @@ class KVCache:
                             and parent == (chain[idx - 1] if idx > 0 else ROOT_KEY)):
                         new_keys = chain[idx:idx + full]
                     else:
-                        new_keys = []
-                        for i in range(full):
-                            parent = hash((parent, block_tokens(req, origin + i * bs, bs)))
-                            new_keys.append(parent)
+                        new_keys = _chain(parent, block_tokens(req, origin, full * bs), bs)
                 self._take_blocks(own, -(-remaining // bs), new_keys, origin, remaining)
                 p = count
         return True
